@@ -1,0 +1,42 @@
+# The README's two commands. Each sets up .venv itself on a fresh clone.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+TINY := .cache/tiny
+export HF_HUB_OFFLINE ?= 1
+export HF_DATASETS_OFFLINE ?= 1
+export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+
+.PHONY: setup demo test tiny lint clean
+
+# torch first, pinned: on a CPU machine a bare `torch` requirement pulls a multi-GB CUDA build.
+# On a GPU machine install the CUDA build of your choice first (README); TORCH_SPEC overrides.
+TORCH_SPEC ?= torch==2.13.0
+
+$(BIN)/ruinstruct: pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q "$(TORCH_SPEC)"
+	$(BIN)/pip install -q -e ".[train,deepspeed,dev]"
+	touch $@
+
+setup: $(BIN)/ruinstruct
+
+$(TINY)/.done: $(BIN)/ruinstruct
+	$(BIN)/ruinstruct make-tiny --out $(TINY)
+	touch $@
+
+tiny: $(TINY)/.done
+
+demo: setup tiny
+	$(BIN)/ruinstruct run --config configs/tiny.yaml
+
+test: setup tiny
+	RUINSTRUCT_TINY_DIR=$(abspath $(TINY)) $(BIN)/python -m pytest -m "not gpu" $(PYTEST_ARGS)
+
+lint: setup
+	$(BIN)/ruff check src tasks flows tests bench
+
+clean:
+	rm -rf runs .cache .pytest_cache

@@ -1,0 +1,184 @@
+"""One pydantic config describes one run; YAML profiles (configs/*.yaml) are instances of it.
+
+The Prefect flows take `RunConfig` as their parameter, so the Prefect UI renders a form for it.
+Unknown keys are errors (extra="forbid") so a typo in a profile names the field instead of
+being silently ignored.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .filters.config import FilterConfig
+
+SourceKind = Literal["dolly", "oasst1", "chip2", "saiga", "local"]
+
+# Licenses as each upstream states them (PAPER.md: record what the source says).
+DEFAULT_LICENSES: dict[str, str] = {
+    "dolly": "CC-BY-SA-3.0",
+    "oasst1": "Apache-2.0",
+    "chip2": "Apache-2.0",
+    "saiga": "CC-BY-4.0 (OpenAI-generated: non-commercial use only)",
+}
+NON_COMMERCIAL_KINDS = {"saiga"}
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SourceConfig(Strict):
+    """One input dataset. With `path` set it is read from local files in the upstream format
+    (offline mode); otherwise `hf_id` is loaded with datasets.load_dataset."""
+
+    name: str = Field(description="record source name: dolly | oasst1 | chip2 | saiga/<name> | local/<name>")
+    kind: SourceKind
+    hf_id: str | None = Field(default=None, description="Hugging Face dataset id")
+    revision: str | None = None
+    split: str = "train"
+    path: str | None = Field(default=None, description="local file or folder in the upstream format")
+    limit: int | None = Field(default=None, ge=1, description="keep the first N valid dialogs")
+    license: str | None = Field(default=None, description="override the source's stated license")
+    commercial: bool | None = Field(default=None, description="override: may feed a commercial dataset")
+    oasst_policy: Literal["best", "all"] = Field(
+        default="best", description="oasst1: highest-ranked path per root, or every root-to-leaf path"
+    )
+    oasst_lang: str = "en"
+    translate: bool = Field(default=True, description="translate to Russian (False: keep as is)")
+
+    @model_validator(mode="after")
+    def _needs_location(self) -> "SourceConfig":
+        if not self.path and not self.hf_id:
+            raise ValueError(f"source {self.name!r}: set `path` (local files) or `hf_id` (hub)")
+        return self
+
+    @property
+    def effective_license(self) -> str:
+        return self.license or DEFAULT_LICENSES.get(self.kind, "unknown")
+
+    @property
+    def is_commercial(self) -> bool:
+        if self.commercial is not None:
+            return self.commercial
+        return self.kind not in NON_COMMERCIAL_KINDS
+
+
+class TranslationConfig(Strict):
+    """The translator and its generation settings (all of them feed the shard cache key)."""
+
+    model: str = Field(default="facebook/wmt21-dense-24-wide-en-x", description="HF id or local dir")
+    revision: str | None = None
+    src_lang: str = "en"
+    tgt_lang: str = "ru"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
+        default="auto", description="auto: bf16 (or fp16) on CUDA, fp32 on CPU"
+    )
+    num_beams: int = Field(default=1, ge=1)
+    max_batch_tokens: int = Field(default=4096, ge=16, description="token budget per generate batch")
+    max_batch_size: int = Field(default=64, ge=1)
+    max_input_tokens: int = Field(
+        default=256, ge=8, description="longer paragraphs are split at sentence boundaries"
+    )
+    length_ratio: float = Field(default=2.0, gt=0, description="max_new_tokens = ratio * input + extra")
+    length_extra: int = Field(default=16, ge=0)
+    no_repeat_ngram_size: int = Field(default=0, ge=0)
+    repetition_penalty: float = Field(default=1.0, gt=0)
+    shard_size: int = Field(default=256, ge=1, description="dialogs per translation shard (one task run)")
+    cache_dir: str | None = Field(
+        default=None, description="paragraph cache location; default <root>/data/cache"
+    )
+
+    def generation_key(self) -> dict:
+        """Everything that changes a translation's text (the cache key's translator part)."""
+        return self.model_dump(exclude={"device", "max_batch_tokens", "max_batch_size", "shard_size", "cache_dir"})
+
+
+class MixConfig(Strict):
+    include_originals: bool = Field(default=True, description="mix the English originals back in")
+    commercial_only: bool = Field(
+        default=True, description="refuse sources whose license forbids commercial use (Saiga)"
+    )
+    seed: int = 42
+    validation_fraction: float = Field(default=0.02, ge=0, lt=1)
+    caps: dict[str, int] = Field(default_factory=dict, description="max dialogs per source (after filtering)")
+    ratios: dict[str, float] = Field(
+        default_factory=dict, description="relative sampling weight per source (1.0 = all)"
+    )
+
+    @field_validator("ratios")
+    @classmethod
+    def _ratios_in_range(cls, v: dict[str, float]) -> dict[str, float]:
+        for k, r in v.items():
+            if not 0 < r <= 1:
+                raise ValueError(f"ratios.{k} must be in (0, 1], got {r}")
+        return v
+
+
+class DataConfig(Strict):
+    sources: list[SourceConfig] = Field(min_length=1)
+    hf_offline: bool = Field(default=False, description="set HF_HUB_OFFLINE/HF_DATASETS_OFFLINE")
+
+    @field_validator("sources")
+    @classmethod
+    def _unique_names(cls, v: list[SourceConfig]) -> list[SourceConfig]:
+        names = [s.name for s in v]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"duplicate source names: {dupes}")
+        return v
+
+
+class RunConfig(Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    root: str | None = Field(default=None, description="run root; default runs/<name>")
+    seed: int = 0
+    data: DataConfig
+    translation: TranslationConfig = TranslationConfig()
+    filters: FilterConfig = FilterConfig()
+    mix: MixConfig = MixConfig()
+
+    @property
+    def root_path(self) -> Path:
+        return Path(self.root) if self.root else Path("runs") / self.name
+
+    def with_root(self, root: str | os.PathLike[str] | None) -> "RunConfig":
+        return self if root is None else self.model_copy(update={"root": str(root)})
+
+
+class ConfigError(ValueError):
+    """A config file that does not validate; the message names every bad field."""
+
+
+def load_config(path: str | os.PathLike[str]) -> RunConfig:
+    """Read a YAML profile. Relative `path`s inside it resolve against the YAML's folder."""
+    import yaml
+
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: top level must be a mapping")
+    base = path.resolve().parent
+    for src in (raw.get("data") or {}).get("sources") or []:
+        if isinstance(src, dict) and src.get("path") and not os.path.isabs(src["path"]):
+            src["path"] = str((base / src["path"]).resolve())
+    tr = raw.get("translation") or {}
+    if isinstance(tr, dict) and str(tr.get("model", "")).startswith((".", "/")):
+        tr["model"] = str((base / tr["model"]).resolve())
+    try:
+        return RunConfig.model_validate(raw)
+    except ValidationError as e:
+        lines = [f"{path}: invalid config"]
+        for err in e.errors():
+            loc = ".".join(str(p) for p in err["loc"])
+            lines.append(f"  {loc}: {err['msg']}")
+        raise ConfigError("\n".join(lines)) from None
