@@ -40,6 +40,9 @@ class SourceConfig(Strict):
     hf_id: str | None = Field(default=None, description="Hugging Face dataset id")
     revision: str | None = None
     split: str = "train"
+    data_files: str | list[str] | None = Field(
+        default=None, description="hub mode: files inside the hub repo (load_dataset data_files)"
+    )
     path: str | None = Field(default=None, description="local file or folder in the upstream format")
     limit: int | None = Field(default=None, ge=1, description="keep the first N valid dialogs")
     license: str | None = Field(default=None, description="override the source's stated license")
@@ -51,7 +54,7 @@ class SourceConfig(Strict):
     translate: bool = Field(default=True, description="translate to Russian (False: keep as is)")
 
     @model_validator(mode="after")
-    def _needs_location(self) -> "SourceConfig":
+    def _needs_location(self) -> SourceConfig:
         if not self.path and not self.hf_id:
             raise ValueError(f"source {self.name!r}: set `path` (local files) or `hf_id` (hub)")
         return self
@@ -95,7 +98,33 @@ class TranslationConfig(Strict):
 
     def generation_key(self) -> dict:
         """Everything that changes a translation's text (the cache key's translator part)."""
-        return self.model_dump(exclude={"device", "max_batch_tokens", "max_batch_size", "shard_size", "cache_dir"})
+        return self.model_dump(exclude={"model", "device", "max_batch_tokens", "max_batch_size", "shard_size", "cache_dir"})
+
+    @property
+    def translator_id(self) -> str:
+        """Model, revision and a hash of the generation settings: what a cached translation depends on."""
+        from .schema import content_hash
+
+        settings = content_hash(self.generation_key() | {"model": _model_identity(self.model)})[:12]
+        name = Path(self.model).name if os.path.isdir(self.model) else self.model
+        return f"{name}@{self.revision or 'main'}#{settings}"
+
+
+def _model_identity(model: str) -> str:
+    """A hub id stands for itself; a local folder for its content (a rebuilt tiny model is a new
+    translator even at the same path, and the same model at another path is the same one)."""
+    if not os.path.isdir(model):
+        return model
+    import hashlib
+
+    h = hashlib.sha256()
+    for f in sorted(Path(model).rglob("*")):
+        if not f.is_file() or f.name.startswith("."):
+            continue
+        h.update(f"{f.relative_to(model)}:{f.stat().st_size}".encode())
+        if f.stat().st_size <= 64 << 20:  # small files (configs, tiny weights) by content
+            h.update(hashlib.sha256(f.read_bytes()).digest())
+    return h.hexdigest()
 
 
 class MixConfig(Strict):
@@ -146,7 +175,7 @@ class RunConfig(Strict):
     def root_path(self) -> Path:
         return Path(self.root) if self.root else Path("runs") / self.name
 
-    def with_root(self, root: str | os.PathLike[str] | None) -> "RunConfig":
+    def with_root(self, root: str | os.PathLike[str] | None) -> RunConfig:
         return self if root is None else self.model_copy(update={"root": str(root)})
 
 

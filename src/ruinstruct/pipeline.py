@@ -1,0 +1,152 @@
+"""The data stages as plain functions over files (what the CLI and the Prefect tasks both call).
+
+Each stage reads its inputs from paths, writes its outputs and rejects atomically, and returns a
+small JSON-able summary with counts, so that the data report can check that numbers add up.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from .config import FilterConfig, MixConfig, RunConfig, SourceConfig, TranslationConfig
+from .io import read_dialogs, write_dialogs, write_json, write_jsonl
+from .paths import RunPaths
+
+
+def load_to_raw(source: SourceConfig, paths: RunPaths) -> dict[str, Any]:
+    """Download (or read local files of) one source, validate, write raw parquet + rejects."""
+    from .sources import load_source
+
+    result = load_source(source)
+    raw = paths.raw_file(source.name)
+    rejects = paths.raw_rejects(source.name)
+    write_dialogs(raw, result.dialogs)
+    write_jsonl(rejects, result.rejects)
+    return {
+        "source": source.name,
+        "raw": str(raw),
+        "rejects_file": str(rejects),
+        "counts": dict(result.counts),
+    }
+
+
+# ---- translator handles: one per translator id per process ----------------------------------
+
+_TRANSLATORS: dict[str, Any] = {}
+_TRANSLATOR_LOCKS: dict[str, threading.Lock] = defaultdict(threading.Lock)
+_GLOBAL = threading.Lock()
+
+
+def get_translator(cfg: TranslationConfig, translator_id: str | None = None):
+    """The process-wide translator for `cfg` (loading a 4.7B model per shard would dominate),
+    with a lock that serialises generate() calls on it across task threads."""
+    from .translate import engine
+
+    tid = translator_id or cfg.translator_id
+    with _GLOBAL:
+        if tid not in _TRANSLATORS:
+            _TRANSLATORS[tid] = engine.load_translator(cfg)
+        return _TRANSLATORS[tid], _TRANSLATOR_LOCKS[tid]
+
+
+def clear_translators() -> None:
+    with _GLOBAL:
+        _TRANSLATORS.clear()
+
+
+def translate_shard_file(
+    ref: dict[str, Any], out_path: str | Path, cfg: TranslationConfig, cache_path: str | Path, translator_id: str
+) -> dict[str, Any]:
+    from .translate.cache import ParagraphCache
+    from .translate.shards import translate_shard
+
+    translator, lock = get_translator(cfg, translator_id)
+    cache = ParagraphCache(cache_path, translator_id)
+    with lock:
+        stats = translate_shard(ref, out_path, translator, cache)
+    return {**stats, "source": ref["source"], "index": ref["index"], "shard": ref["hash"]}
+
+
+# ---- filters --------------------------------------------------------------------------------
+
+def filter_files(
+    translated: Iterable[str | Path],
+    originals: Iterable[str | Path],
+    cfg: FilterConfig,
+    kept_path: str | Path,
+    rejects_path: str | Path,
+    report_path: str | Path | None = None,
+) -> dict[str, Any]:
+    """Run the corruption filters on translated dialogs against their English originals."""
+    from .filters import apply_filters, filter_report
+
+    en = {}
+    for f in originals:
+        for d in read_dialogs(f):
+            en[d["id"]] = d
+    ru = [d for f in translated for d in read_dialogs(f)]
+    pairs = [(d, en.get(d.get("origin_id") or "")) for d in ru]
+    result = apply_filters(pairs, cfg)
+    write_dialogs(kept_path, result.kept)
+    write_jsonl(rejects_path, result.rejected)
+    report = filter_report(result)
+    per_source: dict[str, Counter] = defaultdict(Counter)
+    for d in ru:
+        per_source[d["source"]]["translated"] += 1
+    for d in result.kept:
+        per_source[d["source"]]["kept"] += 1
+    for r in result.rejected:
+        per_source[r["source"]]["rejected"] += 1
+    summary = {
+        "translated": len(ru),
+        "kept": len(result.kept),
+        "rejected": len(result.rejected),
+        "per_source": {k: dict(v) for k, v in sorted(per_source.items())},
+        "report": report,
+        "kept_file": str(kept_path),
+        "rejects_file": str(rejects_path),
+    }
+    if report_path:
+        write_json(report_path, summary)
+    return summary
+
+
+# ---- mix --------------------------------------------------------------------------------------
+
+def mix_run(config: RunConfig, paths: RunPaths, kept_ru: str | Path | None) -> dict[str, Any]:
+    """Originals (+ untranslated sources) and kept translations -> the final dataset folder."""
+    from .mix import mix
+
+    ru_by_source: dict[str, list] = defaultdict(list)
+    if kept_ru and Path(kept_ru).exists():
+        for d in read_dialogs(kept_ru):
+            ru_by_source[d["source"]].append(d)
+
+    def groups():
+        for src in config.data.sources:
+            dialogs = read_dialogs(paths.raw_file(src.name))
+            if src.translate and not config.mix.include_originals:
+                dialogs = []
+            yield src, [*dialogs, *ru_by_source.get(src.name, [])]
+
+    return mix(groups(), config.mix, paths.final, paths.rejects / "mix.rejects.jsonl")
+
+
+def mix_only(config: RunConfig) -> dict[str, Any]:
+    """`ruinstruct mix --config C`: re-mix a run whose filter stage has finished."""
+    paths = RunPaths(config.root_path)
+    return mix_run(config, paths, paths.filtered / "kept.parquet")
+
+
+def check_mix_config(mix_cfg: MixConfig, sources: list[SourceConfig]) -> None:
+    from .mix import check_commercial
+
+    check_commercial(sources, mix_cfg)
+    names = {s.name for s in sources}
+    unknown = sorted((set(mix_cfg.caps) | set(mix_cfg.ratios)) - names)
+    if unknown:
+        raise ValueError(f"mix.caps/mix.ratios name sources that are not in data.sources: {unknown}")

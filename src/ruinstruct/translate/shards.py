@@ -1,0 +1,62 @@
+"""Cutting a source's dialogs into content-addressed shards, and translating one shard to a file.
+
+A shard is the unit of caching and retry: its file name is the hash of its dialogs, so the same
+dialogs always make the same shard, and its translation is stored under that hash plus the
+translator id. A retried or restarted run finds finished shards by name and does nothing for them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..io import read_dialogs, write_dialogs
+from ..paths import safe_name
+from ..schema import Dialog, content_hash
+
+
+def plan_shards(source: str, raw_file: str | Path, shard_size: int, shards_dir: str | Path) -> list[dict[str, Any]]:
+    """Cut `raw_file` (one source's valid English dialogs, in load order) into shards of
+    `shard_size` dialogs and write each shard's input file (atomic, idempotent).
+
+    Returns small JSON-able refs: {"source", "index", "hash", "path", "dialogs"}.
+    """
+    dialogs = read_dialogs(raw_file)
+    shards_dir = Path(shards_dir)
+    refs = []
+    for index, start in enumerate(range(0, len(dialogs), shard_size)):
+        chunk = dialogs[start : start + shard_size]
+        h = content_hash([_strip(d) for d in chunk])
+        path = shards_dir / safe_name(source) / f"{index:05d}-{h[:16]}.parquet"
+        if not path.exists():
+            write_dialogs(path, chunk)
+        refs.append({"source": source, "index": index, "hash": h, "path": str(path), "dialogs": len(chunk)})
+    return refs
+
+
+def _strip(d: Dialog) -> dict[str, Any]:
+    # What the translation depends on: the messages (and the id it is stored under).
+    return {"id": d["id"], "messages": d["messages"]}
+
+
+def shard_output(translated_dir: str | Path, ref: dict[str, Any], translator_id: str) -> Path:
+    key = content_hash({"shard": ref["hash"], "translator": translator_id})[:16]
+    return Path(translated_dir) / safe_name(ref["source"]) / f"{ref['index']:05d}-{key}.parquet"
+
+
+def translate_shard(
+    ref: dict[str, Any],
+    out_path: str | Path,
+    translator,
+    cache,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Translate one shard's dialogs into `out_path` (atomic). Returns the translation stats."""
+    from .dialogs import translate_dialogs
+
+    dialogs = read_dialogs(ref["path"])
+    translated, stats = translate_dialogs(dialogs, translator, cache, progress=progress)
+    write_dialogs(out_path, translated)
+    return {**stats, "dialogs": len(translated), "output": str(out_path)}

@@ -1,0 +1,1 @@
+"""Thin Prefect task wrappers over ruinstruct's domain functions: retries, caching, tags, artifacts."""

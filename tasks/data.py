@@ -1,0 +1,140 @@
+"""Prefect tasks of the data flow. Logic lives in ruinstruct.pipeline; here: retries, caching,
+tags and artifacts. Tasks exchange paths and small dicts, never datasets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from prefect import task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import CachePolicy
+
+from ruinstruct import __version__, pipeline
+from ruinstruct.config import FilterConfig, RunConfig, SourceConfig, TranslationConfig
+from ruinstruct.data_report import build_report, report_markdown
+from ruinstruct.io import write_json
+from ruinstruct.paths import RunPaths
+from ruinstruct.schema import content_hash
+from ruinstruct.translate.shards import plan_shards
+
+
+@task(name="load-source", retries=3, retry_delay_seconds=[10, 30, 90], tags=["download"])
+def load_source(source: SourceConfig, root: str) -> dict[str, Any]:
+    """Download one source (or read its local files), validate, write raw parquet and rejects."""
+    return pipeline.load_to_raw(source, RunPaths(Path(root)))
+
+
+@task(name="plan-shards")
+def make_shards(source: str, raw_file: str, shard_size: int, shards_dir: str) -> list[dict[str, Any]]:
+    """Cut a source's dialogs into content-addressed shards."""
+    return plan_shards(source, raw_file, shard_size, shards_dir)
+
+
+def shard_cache_key(context, parameters: dict[str, Any]) -> str | None:
+    """Shard content hash + translator id (model, revision, generation settings) + code version.
+
+    The output path is part of the key so two run roots never share a cached result. A result
+    whose output file has gone is not trusted: no key, so the shard is translated again."""
+    if not Path(parameters["out_path"]).exists():
+        return None
+    return "translate-" + content_hash(
+        {
+            "shard": parameters["ref"]["hash"],
+            "translator": parameters["translator_id"],
+            "out": parameters["out_path"],
+            "code": __version__,
+        }
+    )
+
+
+def shard_cache_policy(root: str) -> CachePolicy:
+    return CachePolicy.from_cache_key_fn(shard_cache_key).configure(
+        key_storage=str(RunPaths(Path(root)).prefect / "cache-keys")
+    )
+
+
+@task(
+    name="translate-shard",
+    retries=1,
+    retry_delay_seconds=2,
+    persist_result=True,
+    result_serializer="json",
+    tags=["translation"],
+    task_run_name="translate-{ref[source]}-{ref[index]}",
+)
+def translate_shard(
+    ref: dict[str, Any], translation: TranslationConfig, translator_id: str, out_path: str, cache_path: str
+) -> dict[str, Any]:
+    """Translate one shard (cached on its content + translator; see shard_cache_key)."""
+    return pipeline.translate_shard_file(ref, out_path, translation, cache_path, translator_id)
+
+
+@task(name="filter-translations")
+def filter_translations(
+    translated: list[str], originals: list[str], filters: FilterConfig, root: str
+) -> dict[str, Any]:
+    """Run the corruption filters; publish the filter-report artifact."""
+    paths = RunPaths(Path(root))
+    summary = pipeline.filter_files(
+        translated,
+        originals,
+        filters,
+        paths.filtered / "kept.parquet",
+        paths.rejects / "filter.rejects.jsonl",
+        paths.data / "filter_report.json",
+    )
+    create_markdown_artifact(
+        key="filter-report", markdown=filter_report_markdown(summary), description="Corruption filters"
+    )
+    return summary
+
+
+def filter_report_markdown(summary: dict[str, Any]) -> str:
+    rep = summary["report"]
+    lines = [
+        "# Filter report",
+        "",
+        f"Translated {summary['translated']}, kept {summary['kept']}, rejected {summary['rejected']}.",
+        "",
+        "| filter | rejected |",
+        "|---|---|",
+    ]
+    lines += [f"| {k} | {v} |" for k, v in sorted(rep.get("per_filter", {}).items())]
+    lines += ["", "| source | translated | kept | rejected |", "|---|---|---|---|"]
+    for src, c in summary["per_source"].items():
+        lines.append(f"| {src} | {c.get('translated', 0)} | {c.get('kept', 0)} | {c.get('rejected', 0)} |")
+    examples = rep.get("examples", {})
+    if examples:
+        lines += ["", "## Examples", ""]
+        for reason, exs in sorted(examples.items()):
+            lines.append(f"### {reason}")
+            for ex in exs:
+                lines.append(f"- `{ex.get('id')}`: {ex.get('reason', '')}")
+                text = str(ex.get("translation", ex.get("text", "")))[:300].replace("\n", " ⏎ ")
+                if text:
+                    lines.append(f"  > {text}")
+    lines.append(f"\nRejects file: `{summary['rejects_file']}`")
+    return "\n".join(lines) + "\n"
+
+
+@task(name="mix-dataset")
+def mix_dataset(config: RunConfig, kept_ru: str | None) -> dict[str, Any]:
+    """Originals + kept translations -> deduplicated, shuffled, split dataset with its card."""
+    return pipeline.mix_run(config, RunPaths(config.root_path), kept_ru)
+
+
+@task(name="data-report")
+def data_report(
+    root: str,
+    loads: list[dict[str, Any]],
+    shards: list[dict[str, Any]],
+    filtered: dict[str, Any] | None,
+    mixed: dict[str, Any] | None,
+    failed: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """Counts at every stage per source; checked to add up; data-report artifact."""
+    report = build_report(loads, shards, filtered, mixed, failed)
+    write_json(RunPaths(Path(root)).report, report)
+    create_markdown_artifact(key="data-report", markdown=report_markdown(report), description="Counts per stage and source")
+    return report
