@@ -24,19 +24,21 @@ that `str.splitlines` knows, "\\r\\n" included, is kept verbatim):
    contain "|". The delimiter row is verbatim; in the other rows the "|" separators and the
    padding around cells are verbatim and each cell is handled like a line fragment (below),
    so a cell with text is its own unit and a cell with numbers stays verbatim.
-4. Indented code. A line indented by `INDENT_CODE_WIDTH` (4) columns or more (a tab counts up
-   to the next multiple of 4) is verbatim when it follows a blank line, the start of the text
-   or another indented-code line, and we are not inside a list. "Inside a list" starts at a
-   list-item line and lasts through blank and indented lines until a non-indented line that is
-   not a list item: there, indented lines are list continuations and stay translatable.
+4. Indented code. A block of lines indented by `INDENT_CODE_WIDTH` (4) columns or more (a tab
+   counts up to the next multiple of 4; blank lines inside the block belong to it) is verbatim
+   when it starts after a blank line or at the start of the text and we are not inside a list.
+   "Inside a list" starts at a list-item line and lasts through blank and indented lines until
+   a non-indented line that is not a list item: there, indented lines are list continuations.
+   Chat data also indents plain prose, so a block where no line looks like code (rule 5) and
+   at least half of the lines read as text (rule 8) is handled line by line instead.
 5. Code-looking lines, even outside fences (`looks_like_code`): preprocessor lines
    (`#include`, `#define`), shebangs, imports (`import x as y`, `from x import y`,
    `import x from "y"`), definitions (`def f(`, `class C:`, `function f(`, `fn f(`,
    `int main(`), C-style control lines (`for (...) {`), statements ending in ";" that
    contain one of `=(){}[]`, lines ending in "{" or starting with "}", comment openers
    (`//`, `/*`, `<!--`), shell prompts (`$ cmd`, `>>> expr`), well-known CLI commands
-   (`pip install x`, `git ...`, `npm ...`, ...), SQL statements, lines that start with an
-   HTML tag and end with ">", JSON members (`"key": value`). Weaker patterns count only when
+   (`pip install x`, `git ...`, `npm ...`, ...), SQL statements, JSON members
+   (`"key": value`). Weaker patterns count only when
    the line does not read like a sentence (ends in .!? with 4+ words): assignments
    (`x = y + 1`, `let x = 1`), bare calls (`print(x)`, `pygame.init()`), Python compound
    headers with a code-like condition (`for i in range(10):`, `if x > 0:`, `else:`), and
@@ -47,7 +49,9 @@ that `str.splitlines` knows, "\\r\\n" included, is kept verbatim):
    ("# "), one list marker ("- ", "* ", "+ ", "• ", "1. ", "1) ", "a) ", "A. ", "(1) ", "(a) ")
    and a task checkbox ("[ ] ", "[x] ").
 7. Inline protected spans inside a line: code spans (a run of N backticks closed by the next
-   run of exactly N; an unmatched run is ordinary text), the "[" and "](target)" parts of
+   run of exactly N; an unmatched run is ordinary text), TeX math (`$x$` with no space inside
+   the dollars and no digit after the closing one, so "$5 and $10" is text; `$$...$$`,
+   `\\(...\\)`, `\\[...\\]`), the "[" and "](target)" parts of
    markdown links and images (the link text is translated), URLs (http://, https://, ftp://,
    www.; trailing punctuation and unbalanced closing brackets are left out of the URL),
    e-mail addresses and HTML tags.
@@ -195,8 +199,8 @@ def segment(text: str) -> list[Piece]:
     n = len(lines)
     i = 0
     prev_blank = True  # the start of the text counts as "after a blank line"
-    prev_code = False
     in_list = False
+    prose_until = 0  # lines before this index belong to an indented block judged to be prose
     while i < n:
         content, term = lines[i]
 
@@ -208,7 +212,7 @@ def segment(text: str) -> list[Piece]:
             end = min(j, n - 1)
             b.verbatim("".join(c + t for c, t in lines[i : end + 1]))
             i = end + 1
-            prev_blank, prev_code = False, False
+            prev_blank = False
             continue
 
         if not content.strip():
@@ -226,15 +230,18 @@ def segment(text: str) -> list[Piece]:
                 b.verbatim(lines[j][1])
                 j += 1
             i = j
-            prev_blank, prev_code, in_list = False, False, False
+            prev_blank, in_list = False, False
             continue
 
         indent = _indent_width(content)
-        if indent >= INDENT_CODE_WIDTH and (prev_blank or prev_code) and not in_list:
-            b.verbatim(content + term)
-            prev_blank, prev_code = False, True
-            i += 1
-            continue
+        if indent >= INDENT_CODE_WIDTH and prev_blank and not in_list and i >= prose_until:
+            j = _indented_block_end(lines, i)
+            if _block_is_code([c for c, _ in lines[i:j]]):
+                b.verbatim("".join(c + t for c, t in lines[i:j]))
+                i = j
+                prev_blank = False
+                continue
+            prose_until = j
 
         is_item = _line(b, content)
         b.verbatim(term)
@@ -242,9 +249,33 @@ def segment(text: str) -> list[Piece]:
             in_list = True
         elif indent == 0:
             in_list = False
-        prev_blank, prev_code = False, False
+        prev_blank = False
         i += 1
     return b.pieces
+
+
+def _indented_block_end(lines: list[tuple[str, str]], i: int) -> int:
+    """End (exclusive) of the indented block starting at line i; inner blank lines belong to it."""
+    end = j = i
+    while j < len(lines):
+        content = lines[j][0]
+        if not content.strip():
+            j += 1
+        elif _indent_width(content) >= INDENT_CODE_WIDTH and _fence_open(content) is None:
+            j += 1
+            end = j
+        else:
+            break
+    return end
+
+
+def _block_is_code(contents: list[str]) -> bool:
+    """An indented block is code unless no line looks like code and most lines read as text."""
+    nonblank = [c.strip() for c in contents if c.strip()]
+    if any(looks_like_code(c) for c in nonblank):
+        return True
+    texty = sum(_is_texty(c) for c in nonblank)
+    return 2 * texty < len(nonblank)
 
 
 def _table_row(b: _Builder, row: str) -> None:
@@ -315,6 +346,11 @@ _LINK = re.compile(
 _URL = re.compile(r"(?:https?://|ftp://|www\.)[^\s<>\"'`]+", re.IGNORECASE)
 _EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b")
 _HTML_TAG = re.compile(r"</?[A-Za-z][A-Za-z0-9-]*(?:\s[^<>]*)?/?>")
+_MATH = re.compile(
+    r"\$\$.+?\$\$"  # display math on one line
+    r"|(?<![\\$\w])\$(?=[^\s$])[^$]*?(?<=[^\s\\$])\$(?![\d$])"  # $x$ (not "$5 and $10")
+    r"|\\\(.+?\\\)|\\\[.+?\\\]"  # LaTeX \\( x \\) and \\[ x \\]
+)
 _URL_TRAIL = ".,;:!?*_~'\""
 _CLOSERS = {")": "(", "]": "[", "}": "{"}
 
@@ -379,6 +415,7 @@ def _split_by(parts: list[tuple[str, bool]], pattern: re.Pattern[str], trim=None
 
 def _inline_spans(s: str) -> list[tuple[str, bool]]:
     parts = _split_code_spans(s)
+    parts = _split_by(parts, _MATH)
     parts = _split_by(parts, _LINK)
     parts = _split_by(parts, _URL, _trim_url)
     parts = _split_by(parts, _EMAIL)
@@ -416,14 +453,14 @@ _STRONG_CODE = [
         r"python3?\s+(?:-\w|\S+\.py\b)",
         r"(?:SELECT\s+.+\s+FROM\s|INSERT\s+INTO\s|UPDATE\s+\w+\s+SET\s|DELETE\s+FROM\s"
         r"|(?:CREATE|DROP|ALTER)\s+(?:TABLE|INDEX|VIEW|DATABASE)\s)",
-        r"<(?:!DOCTYPE|/?[A-Za-z][\w-]*)(?:\s[^<>]*)?/?>(?:.*>)?$",
         r"\"[^\"]+\"\s*:\s*(?:[\"\[{\d-]|true\b|false\b|null\b)",
     )
 ]
+_TARGET = r"[A-Za-z_$][\w$]*(?:\.[A-Za-z_$][\w$]*|\[[^\]]*\])*"  # x, self.x, a[i]
 _WEAK_CODE = [
     re.compile(p)
     for p in (
-        r"(?:(?:local|let|const|var|val|my)\s+)?[A-Za-z_$][\w$]*(?:\.[A-Za-z_$][\w$]*|\[[^\]]*\])*\s*"
+        r"(?:(?:local|let|const|var|val|my)\s+)?" + _TARGET + r"(?:\s*,\s*" + _TARGET + r")*\s*"
         r"(?:[-+*/%&|^]|\*\*|//|<<|>>)?=(?!=)\s*\S",
         r"[A-Za-z_$][\w$.]*\(.*\)[;,]?$",
         r"for\s+[\w, ()]+\s+in\s+[^:]*[()\[\]._][^:]*:$",
@@ -434,6 +471,10 @@ _WEAK_CODE = [
         r"with\s+.*\(.*\).*:$",
         r"return(?:\s+\S+)?;?$",
         r"(?:break|continue|pass);?$",
+        r"(?:for|while)\s+.+\s+do$",  # Lua, shell
+        r"(?:if|elseif|elsif)\s+.+\s+then$",
+        r"end[;,)]*$",
+        r"local\s+[A-Za-z_]\w*\s*(?:,|=|$)",
     )
 ]
 _SENTENCE_END = re.compile(r"[.!?][\"')\]]*$")

@@ -1,0 +1,280 @@
+"""Shared machinery of the source loaders: reading upstream rows (local files or the hub) and
+accounting for every one of them.
+
+Every loader turns *units* of input into dialogs. A unit is one upstream record (a JSONL line, a
+JSON list item, a parquet or hub row) except for oasst1, whose unit is one message. Each unit
+read ends in exactly one bucket, so that
+
+    counts["read"] == counts["kept"] + counts["rejected"] + counts["excluded"]
+
+- kept: the unit is part of at least one output dialog;
+- rejected: the unit is unusable; one row per unit goes to `LoadResult.rejects` with reasons and
+  where it came from (`file:line` for JSONL, `file#index` for JSON lists and parquet rows,
+  `hf_id[split]#index` for hub rows);
+- excluded: left out by design, not an error (another language, not on the chosen oasst path,
+  an unanswered prompt, past `limit`); `counts["excluded_<why>"]` break it down.
+
+`counts["dialogs"]` is the number of output dialogs (equal to `kept` except for oasst1).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..config import SourceConfig
+from ..io import iter_jsonl, reject_row
+from ..schema import Dialog, validate
+
+FILE_SUFFIXES = (".jsonl", ".json", ".parquet")
+
+
+@dataclass
+class LoadResult:
+    """What `load_source` returns: valid dialogs, reject rows and the counts that add up."""
+
+    dialogs: list[Dialog] = field(default_factory=list)
+    rejects: list[dict[str, Any]] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One upstream record. `obj` is None when the line did not parse (then `raw` holds it)."""
+
+    obj: Any
+    raw: str | None
+    where: str
+    key: str  # upstream position: "<index>" or "<file>/<index>" when a folder has several files
+
+    @property
+    def parsed(self) -> bool:
+        return self.raw is None
+
+
+class Excluded(Exception):
+    """Raised by a row converter for a record left out by design (counted, not rejected)."""
+
+    def __init__(self, why: str):
+        super().__init__(why)
+        self.why = why
+
+
+class Rejected(Exception):
+    """Raised by a row converter for an unusable record."""
+
+    def __init__(self, *reasons: str):
+        super().__init__("; ".join(reasons))
+        self.reasons = list(reasons)
+
+
+# ---- reading ---------------------------------------------------------------------------------
+
+def iter_rows(cfg: SourceConfig) -> Iterator[Row]:
+    """Rows of `cfg`: local files when `cfg.path` is set, else the hub dataset."""
+    if cfg.path:
+        yield from iter_local_rows(cfg.path)
+    else:
+        yield from iter_hub_rows(cfg)
+
+
+def local_files(path: str | Path) -> list[Path]:
+    path = Path(path)
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        files = [
+            p for p in path.rglob("*")
+            if p.is_file() and p.suffix in FILE_SUFFIXES
+            and not any(part.startswith((".", "_")) for part in p.relative_to(path).parts)
+        ]
+        if not files:
+            raise FileNotFoundError(f"{path}: no {', '.join(FILE_SUFFIXES)} files")
+        return sorted(files, key=lambda p: p.relative_to(path).as_posix())
+    raise FileNotFoundError(f"{path}: no such file or folder")
+
+
+def iter_local_rows(path: str | Path) -> Iterator[Row]:
+    path = Path(path)
+    files = local_files(path)
+    multi = len(files) > 1
+    for f in files:
+        prefix = f"{f.relative_to(path).with_suffix('').as_posix()}/" if multi else ""
+        for i, (obj, raw, where) in enumerate(_iter_file(f)):
+            yield Row(obj=obj, raw=raw, where=where, key=f"{prefix}{i}")
+
+
+def _iter_file(f: Path) -> Iterator[tuple[Any, str | None, str]]:
+    if f.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        for i, obj in enumerate(pq.read_table(f).to_pylist()):
+            yield obj, None, f"{f}#{i}"
+        return
+    if f.suffix == ".json":
+        text = f.read_text(encoding="utf-8")
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError:
+            data = None  # maybe JSON Lines under a .json name (common on the hub)
+        if isinstance(data, list):
+            for i, obj in enumerate(data):
+                yield obj, None, f"{f}#{i}"
+            return
+        if isinstance(data, dict):
+            yield data, None, f"{f}#0"
+            return
+    for lineno, obj, raw in iter_jsonl(f):
+        if obj is None:
+            yield None, raw, f"{f}:{lineno}"
+        else:
+            yield obj, None, f"{f}:{lineno}"
+
+
+def iter_hub_rows(cfg: SourceConfig) -> Iterator[Row]:
+    import datasets
+
+    kwargs: dict[str, Any] = {"split": cfg.split, "revision": cfg.revision}
+    data_files = getattr(cfg, "data_files", None)
+    if data_files:
+        kwargs["data_files"] = data_files
+    ds = datasets.load_dataset(cfg.hf_id, **kwargs)
+    for i, obj in enumerate(ds):
+        yield Row(obj=obj, raw=None, where=f"{cfg.hf_id}[{cfg.split}]#{i}", key=str(i))
+
+
+# ---- accounting ------------------------------------------------------------------------------
+
+class Collector:
+    """Counts units into kept / rejected / excluded and builds the LoadResult."""
+
+    def __init__(self, cfg: SourceConfig):
+        self.cfg = cfg
+        self.counts: Counter[str] = Counter()
+        self.dialogs: list[Dialog] = []
+        self.rejects: list[dict[str, Any]] = []
+        self._ids: set[str] = set()
+
+    def read(self, n: int = 1) -> None:
+        self.counts["read"] += n
+
+    def reject(self, reasons: list[str], row: Row, record: Any = None) -> None:
+        self.counts["rejected"] += 1
+        if row.parsed:
+            self.rejects.append(
+                reject_row(reasons, record=row.obj if record is None else record, where=row.where, source=self.cfg.name)
+            )
+        else:
+            self.rejects.append(reject_row(reasons, raw=row.raw, where=row.where, source=self.cfg.name))
+
+    def exclude(self, why: str, n: int = 1) -> None:
+        self.counts["excluded"] += n
+        self.counts[f"excluded_{why}"] += n
+
+    def limit_reached(self) -> bool:
+        return self.cfg.limit is not None and len(self.dialogs) >= self.cfg.limit
+
+    def check(self, dialog: Dialog) -> list[str]:
+        """Reasons why `dialog` cannot be kept (schema problems, a repeated id)."""
+        reasons = validate(dialog)
+        if not reasons and dialog["id"] in self._ids:
+            reasons = [f"duplicate dialog id {dialog['id']!r}"]
+        return reasons
+
+    def add_dialog(self, dialog: Dialog) -> None:
+        self._ids.add(dialog["id"])
+        self.dialogs.append(dialog)
+
+    def result(self) -> LoadResult:
+        counts = dict(self.counts)
+        for k in ("read", "kept", "rejected", "excluded"):
+            counts.setdefault(k, 0)
+        counts["dialogs"] = len(self.dialogs)
+        if counts["read"] != counts["kept"] + counts["rejected"] + counts["excluded"]:
+            raise AssertionError(f"{self.cfg.name}: counts do not add up: {counts}")
+        if counts["rejected"] != len(self.rejects):
+            raise AssertionError(f"{self.cfg.name}: {counts['rejected']} rejected, {len(self.rejects)} reject rows")
+        return LoadResult(dialogs=self.dialogs, rejects=self.rejects, counts=dict(sorted(counts.items())))
+
+
+@dataclass
+class Part:
+    """One dialog of a record that holds several (each is its own unit in the counts)."""
+
+    row: Row
+    dialog: Dialog | None = None
+    reasons: list[str] | None = None
+    record: Any = None
+
+
+RowConverter = Callable[[dict[str, Any], Row, SourceConfig], "Dialog | list[Part]"]
+
+
+def load_per_row(cfg: SourceConfig, rows: Iterable[Row], convert: RowConverter) -> LoadResult:
+    """The loop for sources where one upstream record gives one dialog.
+
+    `convert(obj, row, cfg)` returns the dialog or raises Rejected / Excluded. A converter may
+    instead return a list of Part for a record that holds several dialogs (saiga's roleplay
+    format); then each part is one unit.
+    """
+    col = Collector(cfg)
+    for row in rows:
+        if not row.parsed:
+            col.read()
+            col.reject(["malformed JSON line"], row)
+            continue
+        if not isinstance(row.obj, dict):
+            col.read()
+            col.reject([f"not a JSON object: {type(row.obj).__name__}"], row)
+            continue
+        try:
+            out = convert(row.obj, row, cfg)
+        except Rejected as e:
+            col.read()
+            col.reject(e.reasons, row)
+            continue
+        except Excluded as e:
+            col.read()
+            col.exclude(e.why)
+            continue
+        parts = out if isinstance(out, list) else [Part(row=row, dialog=out)]
+        if not parts:
+            col.read()
+            col.reject(["record holds no dialog"], row)
+            continue
+        for part in parts:
+            col.read()
+            if part.reasons or part.dialog is None:
+                col.reject(part.reasons or ["no dialog"], part.row, record=part.record)
+                continue
+            reasons = col.check(part.dialog)
+            if reasons:
+                col.reject(reasons, part.row, record=part.record)
+            elif col.limit_reached():
+                col.exclude("limit")
+            else:
+                col.counts["kept"] += 1
+                col.add_dialog(part.dialog)
+    return col.result()
+
+
+# ---- helpers for converters ------------------------------------------------------------------
+
+def text_field(obj: dict[str, Any], name: str, *, required: bool = True) -> str:
+    """A string field, stripped. Missing/None: error when required, else ''."""
+    value = obj.get(name)
+    if value is None:
+        if required:
+            raise Rejected(f"missing field: {name}")
+        return ""
+    if not isinstance(value, str):
+        raise Rejected(f"field {name} is not a string: {type(value).__name__}")
+    return value.strip()
+
+
+def dialog_id(cfg: SourceConfig, upstream_id: Any) -> str:
+    return f"{cfg.name}:{upstream_id}"

@@ -1,0 +1,138 @@
+"""The data flow end to end on the tiny profile: states, caching, faults, counts, determinism."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.flows.conftest import task_states, tiny_run_config
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
+
+
+def run(cfg):
+    from flows.data import data_flow
+
+    return data_flow(config=cfg, return_state=True)
+
+
+def shard_states(states: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in states.items() if k.startswith("translate-")}
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory, tiny_dir, prefect_harness):
+    """One complete run (shared by the tests that only read its outputs)."""
+    from ruinstruct import pipeline
+
+    pipeline.clear_translators()
+    root = tmp_path_factory.mktemp("first") / "run"
+    cfg = tiny_run_config(tiny_dir, root)
+    state = run(cfg)
+    return cfg, state
+
+
+def test_first_run_completes_and_counts_add_up(first_run):
+    cfg, state = first_run
+    assert state.is_completed(), state.message
+    root = Path(cfg.root)
+    report = json.loads((root / "data/report.json").read_text())
+    assert report["checks"] and all(report["checks"].values())
+    assert set(report["per_source"]) == {"dolly", "oasst1", "chip2"}
+    for src, r in report["per_source"].items():
+        assert r["downloaded"] == r["valid"] + r["invalid"] + r["excluded"], src
+        assert r["translated"] == r["valid"] == r["ru_kept"] + r["filtered_out"], src
+        assert r["final"] == r["final_en"] + r["final_ru"]
+        # rejects files hold exactly the counted records
+        rej = root / "data/rejects" / f"{src}.rejects.jsonl"
+        assert sum(1 for _ in rej.open()) == r["invalid"], src
+    t = report["totals"]
+    assert sum(1 for _ in (root / "data/rejects/filter.rejects.jsonl").open()) == t["filtered_out"]
+    assert report["splits"]["train"] + report["splits"]["validation"] == t["final"]
+    states = shard_states(task_states(state))
+    assert states and set(states.values()) == {"Completed"}
+    # the tiny translator is trained: most translations survive the filters
+    assert t["ru_kept"] >= 0.6 * t["translated"]
+
+
+def test_dataset_loads_and_carries_licenses(first_run):
+    import datasets
+
+    cfg, _ = first_run
+    final = Path(cfg.root) / "data/final"
+    ds = datasets.load_dataset(str(final))
+    rows = ds["train"].to_list() + ds["validation"].to_list()
+    assert {r["lang"] for r in rows} == {"en", "ru"}
+    lic = {r["source"]: r["license"] for r in rows}
+    assert lic == {"dolly": "CC-BY-SA-3.0", "oasst1": "Apache-2.0", "chip2": "Apache-2.0"}
+    card = (final / "README.md").read_text()
+    for src, license_ in lic.items():
+        assert f"| {src} | {license_} |" in card
+    ru = [r for r in rows if r["lang"] == "ru"]
+    assert all(r["origin_id"] and r["id"] == r["origin_id"] + ":ru" for r in ru)
+
+
+def test_second_run_is_all_cached_and_translates_nothing(first_run, spy):
+    cfg, _ = first_run
+    before = (Path(cfg.root) / "data/final/data/train.parquet").read_bytes()
+    state = run(cfg)
+    assert state.is_completed(), state.message
+    states = shard_states(task_states(state))
+    assert states and set(states.values()) == {"Cached"}
+    assert spy.shards == [] and spy.calls == 0 and spy.loads == 0
+    assert (Path(cfg.root) / "data/final/data/train.parquet").read_bytes() == before
+
+
+def test_fault_in_one_shard_fails_alone_and_retry_recomputes_only_it(tmp_path, tiny_dir, spy):
+    cfg = tiny_run_config(tiny_dir, tmp_path / "run")
+    spy.fail_shard = ("dolly", 1)
+    state = run(cfg)
+    assert state.is_failed()
+    assert "dolly#1" in state.message
+    states = shard_states(task_states(state))
+    failed = {k for k, v in states.items() if v == "Failed"}
+    assert failed == {"translate-dolly-1"}
+    assert set(states.values()) == {"Completed", "Failed"}
+    # the others are persisted, the report names the failed shard, no final dataset yet
+    translated = list((tmp_path / "run/data/translated").rglob("*.parquet"))
+    assert len(translated) == len(states) - 1
+    report = json.loads((tmp_path / "run/data/report.json").read_text())
+    assert [(f["source"], f["index"]) for f in report["failed_shards"]] == [("dolly", 1)]
+    assert not (tmp_path / "run/data/final").exists()
+
+    # retry (a rerun of the same config): only the failed shard is computed
+    spy.fail_shard = None
+    spy.shards.clear()
+    state2 = run(cfg)
+    assert state2.is_completed(), state2.message
+    states2 = shard_states(task_states(state2))
+    assert {k for k, v in states2.items() if v != "Cached"} == {"translate-dolly-1"}
+    assert states2["translate-dolly-1"] == "Completed"
+    assert spy.shards == [("dolly", 1)]
+
+
+def test_same_config_gives_same_dataset_bytes(first_run, tmp_path, tiny_dir):
+    from ruinstruct import pipeline
+
+    pipeline.clear_translators()
+    cfg, _ = first_run
+    other = tiny_run_config(tiny_dir, tmp_path / "again")
+    assert run(other).is_completed()
+    for split in ("train", "validation"):
+        a = (Path(cfg.root) / f"data/final/data/{split}.parquet").read_bytes()
+        b = (tmp_path / f"again/data/final/data/{split}.parquet").read_bytes()
+        assert a == b, split
+
+
+def test_commercial_only_refuses_saiga_before_any_work(tmp_path, tiny_dir):
+    from ruinstruct.config import SourceConfig
+
+    cfg = tiny_run_config(tiny_dir, tmp_path / "run")
+    saiga = SourceConfig(name="saiga/ru_turbo_saiga", kind="saiga", path=str(tmp_path / "none.jsonl"))
+    cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"sources": [*cfg.data.sources, saiga]})})
+    state = run(cfg)
+    assert state.is_failed()
+    assert "saiga/ru_turbo_saiga" in state.message and "commercial" in state.message
+    assert not (tmp_path / "run/data").exists()

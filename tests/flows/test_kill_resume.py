@@ -1,0 +1,74 @@
+"""Kill the CLI mid-translation (SIGKILL), start again: nothing lost, same dataset as a clean run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow
+
+
+def write_config(tmp_path: Path, tiny_dir: Path) -> Path:
+    raw = yaml.safe_load((REPO / "configs/tiny.yaml").read_text())
+    for s in raw["data"]["sources"]:
+        s["path"] = str((REPO / "configs" / s["path"]).resolve())
+    raw["translation"]["model"] = str(tiny_dir / "translator")
+    raw["translation"]["shard_size"] = 6  # many small shards so the kill lands mid-translation
+    p = tmp_path / "tiny.yaml"
+    p.write_text(yaml.safe_dump(raw))
+    return p
+
+
+def cli(config: Path, root: Path, env: dict) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "ruinstruct.cli", "data", "--config", str(config), "--output", str(root)],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )
+
+
+def test_killed_run_resumes_to_the_same_dataset(tmp_path, tiny_dir):
+    cfg = write_config(tmp_path, tiny_dir)
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+           "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    env.pop("PREFECT_API_URL", None)
+    killed = tmp_path / "killed"
+    proc = cli(cfg, killed, env)
+    deadline = time.monotonic() + 300
+    done_at_kill: list[Path] = []
+    while time.monotonic() < deadline and proc.poll() is None:
+        done_at_kill = list((killed / "data/translated").rglob("*.parquet"))
+        if done_at_kill:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.stdout.read()
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done_at_kill = sorted((killed / "data/translated").rglob("*.parquet"))
+    assert not (killed / "data/final").exists(), "the run finished before it could be killed"
+
+    resumed = cli(cfg, killed, env)
+    out, _ = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, out
+    report = json.loads((killed / "data/report.json").read_text())
+    # every shard finished before the kill came back from its persisted result
+    assert report["translation"]["shards_cached"] >= len(done_at_kill)
+    assert report["translation"]["shards_cached"] < report["translation"]["shards"]
+
+    clean = cli(cfg, tmp_path / "clean", env)
+    out, _ = clean.communicate(timeout=600)
+    assert clean.returncode == 0, out
+    for split in ("train", "validation"):
+        a = (killed / f"data/final/data/{split}.parquet").read_bytes()
+        b = (tmp_path / f"clean/data/final/data/{split}.parquet").read_bytes()
+        assert a == b, split
+    assert json.loads((killed / "data/report.json").read_text())["totals"] == json.loads(
+        (tmp_path / "clean/data/report.json").read_text())["totals"]
