@@ -117,7 +117,9 @@ def translate(
     tcfg = base.model_copy(update={"model": str(Path(model).resolve()) if Path(model).is_dir() else model, "revision": revision or base.revision})
     dialogs, rejects = _read_valid(input)
     translator, _ = get_translator(tcfg)
-    pcache = ParagraphCache(Path(cache) / "paragraphs.sqlite", tcfg.translator_id) if cache else None
+    if cache:
+        cache.mkdir(parents=True, exist_ok=True)
+    pcache = ParagraphCache(cache, translator.id) if cache else None
     bar = tqdm(total=0, unit="para", desc="translate", disable=None)
 
     def progress(done: int, total: int) -> None:

@@ -1,8 +1,10 @@
 """The data report: counts at every stage per source, checked to add up, rendered as markdown.
 
 Stages per source:
-  downloaded = valid + invalid + excluded            (load: excluded = by design, e.g. other languages)
-  translated = valid           (for sources that are translated)
+  downloaded = valid + invalid + excluded    (records read: lines, or messages for oasst1;
+                                              excluded = by design, e.g. other languages)
+  dialogs                                    (valid records assembled into dialogs)
+  translated = dialogs                       (for sources that are translated)
   translated = ru_kept + filtered_out
   final      = en_in + ru_in - duplicates - capped   (mix)
 """
@@ -32,6 +34,7 @@ def build_report(
             "invalid": c["rejected"],
             "excluded": c.get("excluded", 0),
             "valid": c["kept"],
+            "dialogs": c.get("dialogs", c["kept"]),
             "translated": 0,
             "filtered_out": 0,
             "ru_kept": 0,
@@ -87,7 +90,7 @@ def check_counts(rows: dict[str, dict[str, Any]], *, complete: bool) -> dict[str
         ok = r["downloaded"] == r["valid"] + r["invalid"] + r["excluded"]
         checks[f"{src}: downloaded = valid + invalid + excluded"] = ok
         if complete and r["translated"]:
-            checks[f"{src}: translated = valid"] = r["translated"] == r["valid"]
+            checks[f"{src}: translated = dialogs"] = r["translated"] == r["dialogs"]
             checks[f"{src}: translated = ru_kept + filtered_out"] = r["translated"] == r["ru_kept"] + r["filtered_out"]
         if complete and "mix_in" in r:
             checks[f"{src}: final = mix_in - duplicates - capped"] = r["final"] == r["mix_in"] - r["duplicates"] - r["capped"]
@@ -98,7 +101,7 @@ def check_counts(rows: dict[str, dict[str, Any]], *, complete: bool) -> dict[str
 
 
 COLUMNS = [
-    "downloaded", "invalid", "excluded", "valid", "translated", "filtered_out", "ru_kept",
+    "downloaded", "invalid", "excluded", "valid", "dialogs", "translated", "filtered_out", "ru_kept",
     "duplicates", "capped", "final_en", "final_ru", "final",
 ]
 

@@ -140,6 +140,24 @@ def read_dialogs(path: str | os.PathLike[str]) -> list[Dialog]:
     return rows  # type: ignore[return-value]
 
 
+def iter_dialog_batches(path: str | os.PathLike[str], size: int) -> Iterator[list[Dialog]]:
+    """Dialogs of a parquet file in batches of `size`, without reading the whole file (memory
+    stays flat however large the source is)."""
+    import pyarrow.parquet as pq
+
+    pf = pq.ParquetFile(path)
+    buf: list[Dialog] = []
+    for batch in pf.iter_batches(batch_size=size):
+        for r in batch.to_pylist():
+            r["meta"] = json.loads(r["meta"]) if r.get("meta") else {}
+            buf.append(r)  # type: ignore[arg-type]
+            if len(buf) == size:
+                yield buf
+                buf = []
+    if buf:
+        yield buf
+
+
 def normalise_dialog(d: dict[str, Any]) -> Dialog:
     """Fill optional fields of a dialog read from JSON written by someone else."""
     d = dict(d)

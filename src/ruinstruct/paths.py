@@ -49,7 +49,7 @@ class RunPaths:
 
     @property
     def paragraph_cache(self) -> Path:
-        return self.data / "cache" / "paragraphs.sqlite"
+        return self.data / "cache" / "paragraphs.sqlite3"
 
     @property
     def prefect(self) -> Path:

@@ -65,7 +65,7 @@ def translate_shard_file(
     from .translate.shards import translate_shard
 
     translator, lock = get_translator(cfg, translator_id)
-    cache = ParagraphCache(cache_path, translator_id)
+    cache = ParagraphCache(cache_path, translator.id)
     with lock:
         stats = translate_shard(ref, out_path, translator, cache)
     return {**stats, "source": ref["source"], "index": ref["index"], "shard": ref["hash"]}

@@ -43,7 +43,7 @@ def test_first_run_completes_and_counts_add_up(first_run):
     assert set(report["per_source"]) == {"dolly", "oasst1", "chip2"}
     for src, r in report["per_source"].items():
         assert r["downloaded"] == r["valid"] + r["invalid"] + r["excluded"], src
-        assert r["translated"] == r["valid"] == r["ru_kept"] + r["filtered_out"], src
+        assert r["translated"] == r["dialogs"] == r["ru_kept"] + r["filtered_out"], src
         assert r["final"] == r["final_en"] + r["final_ru"]
         # rejects files hold exactly the counted records
         rej = root / "data/rejects" / f"{src}.rejects.jsonl"

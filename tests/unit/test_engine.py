@@ -95,8 +95,8 @@ def test_translates_corpus_sentences_to_russian(translator, corpus):
     assert len(out) == len(sample)
     assert all(CYRILLIC.search(o) for o in out)
     assert not any("__ru__" in o or "</s>" in o for o in out)
-    exact = sum(o == ru for o, (_, ru) in zip(out, sample))
-    assert exact / len(sample) >= 0.85, [(o, ru) for o, (_, ru) in zip(out, sample) if o != ru]
+    exact = sum(o == ru for o, (_, ru) in zip(out, sample, strict=True))
+    assert exact / len(sample) >= 0.85, [(o, ru) for o, (_, ru) in zip(out, sample, strict=True) if o != ru]
 
 
 def test_order_restored_duplicates_and_empty(tiny_dir, corpus):

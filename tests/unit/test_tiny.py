@@ -26,7 +26,7 @@ def test_build_is_deterministic_for_a_seed(tmp_path):
     # cheap variant: a few epochs are enough to show bit-identical training
     a = build_tiny(tmp_path / "a", seed=3, max_epochs=2)
     b = build_tiny(tmp_path / "b", seed=3, max_epochs=2)
-    c = build_tiny(tmp_path / "c", seed=4, max_epochs=2)
+    build_tiny(tmp_path / "c", seed=4, max_epochs=2)
     assert a["translator"]["epochs"] == b["translator"]["epochs"] == 2
     for name in ("translator", *CAUSAL_FAMILIES):
         wa, wb = _weights(tmp_path / "a" / name), _weights(tmp_path / "b" / name)
@@ -34,7 +34,9 @@ def test_build_is_deterministic_for_a_seed(tmp_path):
         assert not _same(wa, _weights(tmp_path / "c" / name)), name
     for f in ("vocab.json", "sentencepiece.bpe.model"):
         assert (tmp_path / "a/translator" / f).read_bytes() == (tmp_path / "b/translator" / f).read_bytes()
-    assert (tmp_path / "a/llama/tokenizer.json").read_bytes() == (tmp_path / "b/llama/tokenizer.json").read_bytes()
+    assert (tmp_path / "a/llama/tokenizer.json").read_bytes() == (
+        tmp_path / "b/llama/tokenizer.json"
+    ).read_bytes()
     assert a["translator"]["final_loss"] == b["translator"]["final_loss"]
     assert is_built(tmp_path / "a")
     done = json.loads((tmp_path / "a" / ".done").read_text())

@@ -20,6 +20,7 @@ read ends in exactly one bucket, so that
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -147,7 +148,18 @@ def iter_hub_rows(cfg: SourceConfig) -> Iterator[Row]:
         yield Row(obj=obj, raw=None, where=f"{cfg.hf_id}[{cfg.split}]#{i}", key=str(i))
 
 
-# ---- accounting ------------------------------------------------------------------------------
+# ---- accounting ---------------------------------------------------------------------------------
+
+def make_reject(cfg: SourceConfig, reasons: list[str], row: Row, record: Any = None) -> dict[str, Any]:
+    """A rejects-file row for `row` (its parsed record, or the raw line when it did not parse).
+    An upstream field called "source" is kept as "upstream_source" so that "source" names ours."""
+    if not row.parsed:
+        return reject_row(reasons, raw=row.raw, where=row.where, source=cfg.name)
+    record = row.obj if record is None else record
+    if isinstance(record, dict) and "source" in record:
+        record = {("upstream_source" if k == "source" else k): v for k, v in record.items()}
+    return reject_row(reasons, record=record, where=row.where, source=cfg.name)
+
 
 class Collector:
     """Counts units into kept / rejected / excluded and builds the LoadResult."""
@@ -164,12 +176,7 @@ class Collector:
 
     def reject(self, reasons: list[str], row: Row, record: Any = None) -> None:
         self.counts["rejected"] += 1
-        if row.parsed:
-            self.rejects.append(
-                reject_row(reasons, record=row.obj if record is None else record, where=row.where, source=self.cfg.name)
-            )
-        else:
-            self.rejects.append(reject_row(reasons, raw=row.raw, where=row.where, source=self.cfg.name))
+        self.rejects.append(make_reject(self.cfg, reasons, row, record))
 
     def exclude(self, why: str, n: int = 1) -> None:
         self.counts["excluded"] += n
@@ -264,8 +271,17 @@ def load_per_row(cfg: SourceConfig, rows: Iterable[Row], convert: RowConverter) 
 
 # ---- helpers for converters ------------------------------------------------------------------
 
+_LEADING_BLANK_LINES = re.compile(r"\A(?:[ \t]*\r?\n)+")
+
+
+def clean_text(text: str) -> str:
+    """Trim trailing whitespace and leading blank lines, but keep the first line's indentation
+    (an ASCII drawing, a board or indented code may start a message)."""
+    return _LEADING_BLANK_LINES.sub("", text.rstrip())
+
+
 def text_field(obj: dict[str, Any], name: str, *, required: bool = True) -> str:
-    """A string field, stripped. Missing/None: error when required, else ''."""
+    """A string field, cleaned (clean_text). Missing/None: error when required, else ''."""
     value = obj.get(name)
     if value is None:
         if required:
@@ -273,7 +289,7 @@ def text_field(obj: dict[str, Any], name: str, *, required: bool = True) -> str:
         return ""
     if not isinstance(value, str):
         raise Rejected(f"field {name} is not a string: {type(value).__name__}")
-    return value.strip()
+    return clean_text(value)
 
 
 def dialog_id(cfg: SourceConfig, upstream_id: Any) -> str:

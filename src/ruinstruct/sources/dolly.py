@@ -21,27 +21,22 @@ from .base import LoadResult, Rejected, Row, dialog_id, load_per_row, text_field
 CONTEXT_SEPARATOR = "\n\n"
 
 
+def _field(obj: dict[str, Any], name: str, reasons: list[str], *, required: bool = True) -> str | None:
+    try:
+        value = text_field(obj, name, required=required)
+    except Rejected as e:
+        reasons += e.reasons
+        return None
+    if required and not value:
+        reasons.append(f"empty {name}")
+    return value
+
+
 def convert(obj: dict[str, Any], row: Row, cfg: SourceConfig) -> Dialog:
-    reasons = []
-    try:
-        instruction = text_field(obj, "instruction")
-    except Rejected as e:
-        reasons += e.reasons
-        instruction = ""
-    try:
-        response = text_field(obj, "response")
-    except Rejected as e:
-        reasons += e.reasons
-        response = None
-    try:
-        context = text_field(obj, "context", required=False)
-    except Rejected as e:
-        reasons += e.reasons
-        context = ""
-    if not reasons and not instruction:
-        reasons.append("empty instruction")
-    if response is not None and not response:
-        reasons.append("empty response")
+    reasons: list[str] = []
+    instruction = _field(obj, "instruction", reasons)
+    context = _field(obj, "context", reasons, required=False)
+    response = _field(obj, "response", reasons)
     if reasons:
         raise Rejected(*reasons)
     user = instruction + CONTEXT_SEPARATOR + context if context else instruction

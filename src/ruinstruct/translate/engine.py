@@ -302,14 +302,14 @@ class HFTranslator:
         segments: dict[str, int] = {}  # unique segment -> index
         seg_ids: list[list[int]] = []
         plan: dict[str, list[int]] = {}
-        for text, ids in zip(unique, self.encode(unique)):
+        for text, ids in zip(unique, self.encode(unique), strict=True):
             if len(ids) <= limit:
                 chunks, chunk_ids = [text], [ids]
             else:
                 chunks = split_long(text, self.count_tokens, limit)
                 chunk_ids = self.encode(chunks)
             idx = []
-            for chunk, cids in zip(chunks, chunk_ids):
+            for chunk, cids in zip(chunks, chunk_ids, strict=True):
                 if chunk not in segments:
                     segments[chunk] = len(seg_ids)
                     seg_ids.append(cids)
@@ -317,7 +317,7 @@ class HFTranslator:
             plan[text] = idx
         outputs: list[str | None] = [None] * len(seg_ids)
         for batch in self.plan_batches([len(s) for s in seg_ids]):
-            for i, out in zip(batch, self._run_batch([seg_ids[i] for i in batch])):
+            for i, out in zip(batch, self._run_batch([seg_ids[i] for i in batch]), strict=True):
                 outputs[i] = out
         self.segments_generated += len(seg_ids)
         done = {t: " ".join(outputs[i] for i in idx) for t, idx in plan.items()}  # type: ignore[misc]
@@ -347,7 +347,9 @@ class HFTranslator:
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
             half = (len(seqs) + 1) // 2
-            log.warning("CUDA OOM on a batch of %d texts: retrying as %d + %d", len(seqs), half, len(seqs) - half)
+            log.warning(
+                "CUDA OOM on a batch of %d texts: retrying as %d + %d", len(seqs), half, len(seqs) - half
+            )
             return self._run_batch(seqs[:half]) + self._run_batch(seqs[half:])
 
     def _generate_batch(self, seqs: list[list[int]]) -> list[str]:
@@ -357,9 +359,7 @@ class HFTranslator:
         pad = tok.pad_token_id
         width = max(len(s) for s in seqs)
         input_ids = torch.tensor([s + [pad] * (width - len(s)) for s in seqs], dtype=torch.long)
-        attention_mask = torch.tensor(
-            [[1] * len(s) + [0] * (width - len(s)) for s in seqs], dtype=torch.long
-        )
+        attention_mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs], dtype=torch.long)
         gen = self._generate(
             input_ids.to(self.device), attention_mask.to(self.device), self.max_new_tokens(width)
         )

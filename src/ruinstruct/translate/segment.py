@@ -31,42 +31,45 @@ that `str.splitlines` knows, "\\r\\n" included, is kept verbatim):
    a non-indented line that is not a list item: there, indented lines are list continuations.
    Chat data also indents plain prose, so a block where no line looks like code (rule 5) and
    at least half of the lines read as text (rule 8) is handled line by line instead.
-5. Code-looking lines, even outside fences (`looks_like_code`): preprocessor lines
-   (`#include`, `#define`), shebangs, imports (`import x as y`, `from x import y`,
-   `import x from "y"`), definitions (`def f(`, `class C:`, `function f(`, `fn f(`,
-   `int main(`), C-style control lines (`for (...) {`), statements ending in ";" that
-   contain one of `=(){}[]`, lines ending in "{" or starting with "}", comment openers
-   (`//`, `/*`, `<!--`), shell prompts (`$ cmd`, `>>> expr`), well-known CLI commands
-   (`pip install x`, `git ...`, `npm ...`, ...), SQL statements, JSON members
-   (`"key": value`). Weaker patterns count only when
-   the line does not read like a sentence (ends in .!? with 4+ words): assignments
-   (`x = y + 1`, `let x = 1`), bare calls (`print(x)`, `pygame.init()`), Python compound
-   headers with a code-like condition (`for i in range(10):`, `if x > 0:`, `else:`), and
-   `return x` / `break` / `continue` / `pass`. The line-level patterns are tried on the whole
-   line; after a list marker only the strong ones are tried (so "- for those in need:" is
-   text).
+5. Code-looking lines, even outside fences (`looks_like_code`, tried on the stripped line).
+   Strong patterns: preprocessor lines (`#include`, `#define`), shebangs, imports
+   (`import x as y`, `from x import y`, `import x from "y"`, `require(`), definitions
+   (`def f(`, `class C:`, `function f(`, `fn f(`, `int main(`), C-style control lines
+   (`for (...) {`), lines ending in "{" or starting with "}", statements ending in ";" that
+   contain one of `=(){}[]`, comment openers (`//`, `/*`, `<!--`), shell prompts (`$ cmd`,
+   `>>> expr`), well-known CLI commands (`pip install x`, `git ...`, `npm ...`, `scp ...`),
+   SQL statements (`SELECT ... FROM`, `CREATE TABLE`, ...), JSON members (`"key": value`).
+   Weak patterns count only when the line does not read like a sentence (ends in .!? and has
+   4+ words): assignments (`x = y + 1`, `a, b = b, a`, `let x = 1`), bare calls (`print(x)`,
+   `pygame.init()`), Python block headers with a code-like condition (`for i in range(10):`,
+   `if x > 0:`, `while True:`, `else:`, `except E as e:`), Lua/shell blocks (`for ... do`,
+   `if ... then`, `end`, `local x`), and `return x` / `break` / `continue` / `pass`. After a
+   list marker only the strong patterns apply (so "- for those in need:" is text).
 6. Line prefixes are verbatim: indentation, blockquote markers ("> "), an ATX heading marker
    ("# "), one list marker ("- ", "* ", "+ ", "• ", "1. ", "1) ", "a) ", "A. ", "(1) ", "(a) ")
    and a task checkbox ("[ ] ", "[x] ").
 7. Inline protected spans inside a line: code spans (a run of N backticks closed by the next
    run of exactly N; an unmatched run is ordinary text), TeX math (`$x$` with no space inside
-   the dollars and no digit after the closing one, so "$5 and $10" is text; `$$...$$`,
-   `\\(...\\)`, `\\[...\\]`), the "[" and "](target)" parts of
-   markdown links and images (the link text is translated), URLs (http://, https://, ftp://,
-   www.; trailing punctuation and unbalanced closing brackets are left out of the URL),
-   e-mail addresses and HTML tags.
+   the dollars and no digit after the closing one, so "$5 and $10" stays text; `$$...$$`,
+   `\\(...\\)`, `\\[...\\]`), the "[" and "](target)" parts of markdown links and images (the
+   link text is translated), URLs (http://, https://, ftp://, www.; trailing punctuation and
+   unbalanced closing brackets are left out of the URL), e-mail addresses and HTML tags. The
+   text between protected spans becomes separate units (context across a span is lost, like
+   context across lines).
 8. Mostly-symbol lines (ASCII art, boards like " X | O | X ", "---+---+---", box drawing):
    the text outside protected spans must have at least `MIN_LETTER_RATIO` (0.5) of its
    non-space characters in words of 2+ letters, else the whole line is verbatim. Single
    letters do not count as words, so a tic-tac-toe row is verbatim. Table cells get the same
    test on their own.
-9. What remains between protected spans is split into verbatim surrounding whitespace and a
-   core; the core is a unit when it holds a word of 2+ letters, else it is verbatim.
+9. What remains between protected spans is split into a core and its surrounding whitespace
+   and symbols (Unicode categories Sm, So, Sk: "|", box drawing, arrows, "^", "`"), which are
+   verbatim; the core is a unit when it holds a word of 2+ letters, else it is verbatim.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -118,6 +121,11 @@ def _is_texty(s: str) -> bool:
     return _word_letters(s) >= MIN_LETTER_RATIO * nonspace
 
 
+def _is_edge(c: str) -> bool:
+    """Characters trimmed off the ends of a unit: whitespace and symbols (Sm, So, Sk)."""
+    return c.isspace() or unicodedata.category(c) in ("Sm", "So", "Sk")
+
+
 def _indent_width(s: str) -> int:
     w = 0
     for c in s:
@@ -145,15 +153,20 @@ class _Builder:
             self.pieces.append(Piece(s, False))
 
     def unit(self, s: str) -> None:
-        """Add `s` as a unit when it qualifies; its surrounding whitespace stays verbatim."""
-        core = s.strip()
+        """Add `s` as a unit when it qualifies; surrounding whitespace and symbols (box drawing,
+        "|", arrows, math signs) stay verbatim."""
+        start, end = 0, len(s)
+        while start < end and _is_edge(s[start]):
+            start += 1
+        while end > start and _is_edge(s[end - 1]):
+            end -= 1
+        core = s[start:end]
         if not core or not _has_word(core):
             self.verbatim(s)
             return
-        start = s.index(core)
         self.verbatim(s[:start])
         self.pieces.append(Piece(core, True))
-        self.verbatim(s[start + len(core) :])
+        self.verbatim(s[end:])
 
 
 # ---- block level -------------------------------------------------------------------------------
@@ -283,7 +296,7 @@ def _table_row(b: _Builder, row: str) -> None:
     for k, cell in enumerate(parts):
         if k:
             b.verbatim("|")
-        _fragment(b, cell, strong_only=True)
+        _fragment(b, cell, check_strong_code=True)
 
 
 # ---- line level --------------------------------------------------------------------------------
@@ -308,18 +321,19 @@ def _line(b: _Builder, content: str) -> bool:
     assert m is not None  # every part of the pattern is optional
     b.verbatim(lead + m.group(0))
     rest = body[m.end() :]
-    # after a marker only the strong code patterns apply ("- for those in need:" is text)
-    _fragment(b, rest, strong_only=bool(m.group(0)))
+    # the whole line was checked above; after a marker only the strong code patterns apply
+    # ("- for those in need:" is text, "- import numpy as np" is code)
+    _fragment(b, rest, check_strong_code=bool(m.group(0)))
     return m["item"] is not None
 
 
-def _fragment(b: _Builder, s: str, *, strong_only: bool) -> None:
-    """A line without its prefix, or a table cell."""
+def _fragment(b: _Builder, s: str, *, check_strong_code: bool) -> None:
+    """A line without its prefix, or a table cell: code check, inline spans, letter ratio."""
     core = s.strip()
     if not core:
         b.verbatim(s)
         return
-    if strong_only and looks_like_code(core, strong_only=True):
+    if check_strong_code and looks_like_code(core, strong_only=True):
         b.verbatim(s)
         return
     spans = _inline_spans(core)
@@ -347,9 +361,9 @@ _URL = re.compile(r"(?:https?://|ftp://|www\.)[^\s<>\"'`]+", re.IGNORECASE)
 _EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b")
 _HTML_TAG = re.compile(r"</?[A-Za-z][A-Za-z0-9-]*(?:\s[^<>]*)?/?>")
 _MATH = re.compile(
-    r"\$\$.+?\$\$"  # display math on one line
-    r"|(?<![\\$\w])\$(?=[^\s$])[^$]*?(?<=[^\s\\$])\$(?![\d$])"  # $x$ (not "$5 and $10")
-    r"|\\\(.+?\\\)|\\\[.+?\\\]"  # LaTeX \\( x \\) and \\[ x \\]
+    r"\$\$[^\n]{1,500}?\$\$"  # display math on one line
+    r"|(?<![\\$\w])\$(?=[^\s$])[^$]{0,500}?(?<=[^\s\\$])\$(?![\d$])"  # $x$ (not "$5 and $10")
+    r"|\\\([^\n]{1,500}?\\\)|\\\[[^\n]{1,500}?\\\]"  # LaTeX \\( x \\) and \\[ x \\]
 )
 _URL_TRAIL = ".,;:!?*_~'\""
 _CLOSERS = {")": "(", "]": "[", "}": "{"}
@@ -429,6 +443,8 @@ _CLI = (
     r"sudo|pip3?|pipx|npm|npx|yarn|pnpm|apt|apt-get|brew|conda|docker|docker-compose|git|kubectl"
     r"|curl|wget|chmod|chown|mkdir|rmdir|cargo|rustc|gcc|g\+\+|javac|ssh|scp|tar|grep"
 )
+# Every pattern is anchored at the start of the stripped line (re.match) and written so that a
+# failing match costs at most O(n^2) on long lines (no nested unbounded repeats).
 _STRONG_CODE = [
     re.compile(p)
     for p in (
@@ -438,7 +454,7 @@ _STRONG_CODE = [
         r"import\s+[\w.]+(?:\s+as\s+\w+)?(?:\s*,\s*[\w.]+(?:\s+as\s+\w+)?)*\s*;?$",
         r"import\s+.+\s+from\s+['\"]",
         r"(?:const|let|var)\s+.*=\s*require\(",
-        r"(?:async\s+)?def\s+\w+\s*\(.*\)\s*(?:->\s*[^:]+)?:",
+        r"(?:async\s+)?def\s+\w+\s*\(",
         r"class\s+\w+\s*(?:\([^)]*\))?\s*:$",
         r"(?:function|func|fn)\s+[\w$.]+\s*\(",
         r"(?:public|private|protected)\s+.*[({;]$",
@@ -446,10 +462,9 @@ _STRONG_CODE = [
         r"(?:for|while|if|switch|catch)\s*\(.*\)\s*\{?$",
         r".*\{$",
         r"\}",
-        r".*[=(){}\[\]].*;$",
         r"(?://|/\*|\*/|<!--)",
         r"(?:\$|>>>)\s+[a-z]",
-        r"(?:" + _CLI + r")\s+[^\s].*[^.!?:]$",
+        r"(?:" + _CLI + r")\s+\S.*[^.!?:]$",
         r"python3?\s+(?:-\w|\S+\.py\b)",
         r"(?:SELECT\s+.+\s+FROM\s|INSERT\s+INTO\s|UPDATE\s+\w+\s+SET\s|DELETE\s+FROM\s"
         r"|(?:CREATE|DROP|ALTER)\s+(?:TABLE|INDEX|VIEW|DATABASE)\s)",
@@ -461,14 +476,8 @@ _WEAK_CODE = [
     re.compile(p)
     for p in (
         r"(?:(?:local|let|const|var|val|my)\s+)?" + _TARGET + r"(?:\s*,\s*" + _TARGET + r")*\s*"
-        r"(?:[-+*/%&|^]|\*\*|//|<<|>>)?=(?!=)\s*\S",
-        r"[A-Za-z_$][\w$.]*\(.*\)[;,]?$",
-        r"for\s+[\w, ()]+\s+in\s+[^:]*[()\[\]._][^:]*:$",
-        r"for\s+\w{1,2}(?:\s*,\s*\w{1,2})*\s+in\s+\w+:$",
-        r"(?:if|elif|while)\s+(?:[^:]*(?:==|!=|<|>|\(|\[|\.|_)[^:]*|True|False|not\s+\w+):$",
-        r"(?:else|try|finally)\s*:$",
-        r"except\b.*:$",
-        r"with\s+.*\(.*\).*:$",
+        r"(?:[-+*/%&|^]|\*\*|//|<<|>>)?=(?!=)\s*\S",  # x = 1, a, b = b, a, self.n += 1
+        r"[A-Za-z_$][\w$.]*\(.*\)[;,]?$",  # print(x), pygame.init()
         r"return(?:\s+\S+)?;?$",
         r"(?:break|continue|pass);?$",
         r"(?:for|while)\s+.+\s+do$",  # Lua, shell
@@ -477,12 +486,35 @@ _WEAK_CODE = [
         r"local\s+[A-Za-z_]\w*\s*(?:,|=|$)",
     )
 ]
+# Python block headers; only tried on lines that end with ":".
+_PY_FOR = re.compile(r"for\s+([\w, ()]+?)\s+in\s+(.+):$")
+_PY_COND = re.compile(r"(?:if|elif|while)\s+(.+):$")
+_PY_OTHER = re.compile(
+    r"(?:else|try|finally)\s*:$|except(?:\s+[\w.]+(?:\s+as\s+\w+)?|\s*\(.*\))?\s*:$|with\s+.*\("
+)
+_CODE_CHARS = re.compile(r"==|!=|<|>|\(|\[|\.|_")
 _SENTENCE_END = re.compile(r"[.!?][\"')\]]*$")
 _PLAIN_WORD = re.compile(r"\b[A-Za-z]{2,}\b")
 
 
 def _reads_like_sentence(line: str) -> bool:
     return _SENTENCE_END.search(line) is not None and len(_PLAIN_WORD.findall(line)) >= 4
+
+
+def _python_header(line: str) -> bool:
+    if not line.endswith(":"):
+        return False
+    m = _PY_FOR.match(line)
+    if m:  # "for i in range(10):", "for k, v in d.items():", "for x in xs:" (short names)
+        names = [v.strip("() ") for v in m[1].split(",")]
+        return _CODE_CHARS.search(m[2]) is not None or all(len(v) <= 2 for v in names)
+    m = _PY_COND.match(line)
+    if m:  # "if x > 0:", "while not done:", "while True:"
+        cond = m[1]
+        return _CODE_CHARS.search(cond) is not None or cond in ("True", "False") or bool(
+            re.fullmatch(r"not\s+\w+", cond)
+        )
+    return _PY_OTHER.match(line) is not None
 
 
 def looks_like_code(line: str, *, strong_only: bool = False) -> bool:
@@ -492,9 +524,11 @@ def looks_like_code(line: str, *, strong_only: bool = False) -> bool:
         return False
     if any(p.match(line) for p in _STRONG_CODE):
         return True
+    if line.endswith(";") and any(c in line for c in "=(){}[]"):
+        return True  # a statement: x = y + 1;  foo(bar);
     if strong_only or _reads_like_sentence(line):
         return False
-    return any(p.match(line) for p in _WEAK_CODE)
+    return _python_header(line) or any(p.match(line) for p in _WEAK_CODE)
 
 
 # ---- public helpers ----------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..io import read_dialogs, write_dialogs
+from ..io import iter_dialog_batches, read_dialogs, write_dialogs
 from ..paths import safe_name
 from ..schema import Dialog, content_hash
 
@@ -22,11 +22,9 @@ def plan_shards(source: str, raw_file: str | Path, shard_size: int, shards_dir: 
 
     Returns small JSON-able refs: {"source", "index", "hash", "path", "dialogs"}.
     """
-    dialogs = read_dialogs(raw_file)
     shards_dir = Path(shards_dir)
     refs = []
-    for index, start in enumerate(range(0, len(dialogs), shard_size)):
-        chunk = dialogs[start : start + shard_size]
+    for index, chunk in enumerate(iter_dialog_batches(raw_file, shard_size)):
         h = content_hash([_strip(d) for d in chunk])
         path = shards_dir / safe_name(source) / f"{index:05d}-{h[:16]}.parquet"
         if not path.exists():

@@ -1,0 +1,163 @@
+"""Translation benchmark: the project's translator vs the paper's way, cold vs warm cache, memory.
+
+    .venv/bin/python bench/translate.py [--tiny .cache/tiny] [--paragraphs 400] [--scale 10]
+
+Prints one JSON object. Everything runs on the same tiny M2M100 (`ruinstruct make-tiny`) in one
+process, so the ratios are comparable even on a noisy shared machine:
+  naive_s            the authors' way: one paragraph per generate() call, unbatched
+  ours_s             HFTranslator.translate: unique, length-sorted, token-budget batches
+  cold_s / warm_cache_s   the shard pipeline (segment -> dedup -> cache -> translate -> join) on
+                     dialogs made of the same paragraphs, with an empty and then a filled cache
+  peak_rss_mb        max RSS of a child process that runs the shard pipeline over the fixture
+                     dialogs x1 and x`scale` (distinct content), one shard at a time
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+REPO = Path(__file__).resolve().parents[1]
+
+
+def corpus_sentences() -> list[str]:
+    from ruinstruct.tiny import load_corpus
+
+    return [en for en, _ in load_corpus()]
+
+
+def make_paragraphs(n: int, seed: int = 0) -> list[str]:
+    """n distinct paragraphs of 1-3 corpus sentences (what the tiny translator was trained on)."""
+    sents = corpus_sentences()
+    rng = random.Random(seed)
+    out: list[str] = list(dict.fromkeys(sents))[: n // 2]
+    seen = set(out)
+    while len(out) < n:
+        p = " ".join(rng.sample(sents, rng.randint(2, 3)))
+        if p not in seen:
+            seen.add(p)
+            out.append(p)
+    return out
+
+
+def make_dialogs(paragraphs: list[str], prefix: str = "bench") -> list[dict]:
+    from ruinstruct.schema import make_dialog
+
+    dialogs = []
+    for i in range(0, len(paragraphs) - 1, 2):
+        dialogs.append(make_dialog(
+            id=f"{prefix}:{i}", source=prefix, license="Apache-2.0",
+            messages=[{"role": "user", "content": paragraphs[i]},
+                      {"role": "assistant", "content": "1. " + paragraphs[i + 1] + "\n\n```python\nprint(1)\n```"}],
+        ))
+    return dialogs
+
+
+def translator(tiny: Path):
+    from ruinstruct.config import TranslationConfig
+    from ruinstruct.translate.engine import load_translator
+
+    cfg = TranslationConfig(model=str(tiny / "translator"), device="cpu", dtype="float32",
+                            max_batch_tokens=2048, max_batch_size=32, max_input_tokens=64)
+    return cfg, load_translator(cfg)
+
+
+def rss_child(tiny: Path, scale: int) -> None:
+    """Shard pipeline over `scale` x the paragraphs, one shard in memory at a time."""
+    from ruinstruct.io import write_dialogs
+    from ruinstruct.translate.cache import ParagraphCache
+    from ruinstruct.translate.shards import plan_shards, translate_shard
+
+    _, tr = translator(tiny)
+    with tempfile.TemporaryDirectory() as d:
+        d = Path(d)
+        dialogs = make_dialogs(make_paragraphs(200 * scale, seed=scale), prefix=f"x{scale}")
+        write_dialogs(d / "raw.parquet", dialogs)
+        del dialogs
+        cache = ParagraphCache(d / "cache.sqlite3", tr.id)
+        refs = plan_shards("bench", d / "raw.parquet", 32, d / "shards")
+        for ref in refs:
+            translate_shard(ref, d / "out" / f"{ref['index']}.parquet", tr, cache)
+        print(json.dumps({"dialogs": sum(r["dialogs"] for r in refs), "shards": len(refs),
+                          "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--tiny", type=Path, default=REPO / ".cache/tiny")
+    ap.add_argument("--paragraphs", type=int, default=400)
+    ap.add_argument("--scale", type=int, default=10)
+    ap.add_argument("--rss-child", type=int, default=0, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if not (args.tiny / "translator").exists():
+        from ruinstruct.tiny import build_tiny
+
+        build_tiny(args.tiny)
+    if args.rss_child:
+        return rss_child(args.tiny, args.rss_child)
+
+    import torch
+
+    from ruinstruct.translate.cache import ParagraphCache
+    from ruinstruct.translate.dialogs import translate_dialogs
+
+    paragraphs = make_paragraphs(args.paragraphs)
+    cfg, tr = translator(args.tiny)
+    tr.translate(paragraphs[:4])  # load the model and warm up kernels before timing either way
+
+    t = time.perf_counter()
+    naive = tr.translate_naive(paragraphs)
+    naive_s = time.perf_counter() - t
+    t = time.perf_counter()
+    ours = tr.translate(paragraphs)
+    ours_s = time.perf_counter() - t
+
+    dialogs = make_dialogs(paragraphs)
+    with tempfile.TemporaryDirectory() as d:
+        cache = ParagraphCache(Path(d) / "c.sqlite3", tr.id)
+        t = time.perf_counter()
+        _, cold_stats = translate_dialogs(dialogs, tr, cache)
+        cold_s = time.perf_counter() - t
+        t = time.perf_counter()
+        _, warm_stats = translate_dialogs(dialogs, tr, cache)
+        warm_s = time.perf_counter() - t
+
+    rss = {}
+    for scale in (1, args.scale):
+        out = subprocess.run([sys.executable, __file__, "--tiny", str(args.tiny), "--rss-child", str(scale)],
+                             check=True, capture_output=True, text=True).stdout
+        rss[f"x{scale}"] = json.loads(out.strip().splitlines()[-1])
+
+    print(json.dumps({
+        "model": "tiny M2M100 (ruinstruct make-tiny)",
+        "device": "cpu",
+        "torch_threads": torch.get_num_threads(),
+        "paragraphs": len(paragraphs),
+        "naive_s": round(naive_s, 3),
+        "ours_s": round(ours_s, 3),
+        "speedup_vs_naive": round(naive_s / ours_s, 2),
+        "same_output_fraction": round(sum(a == b for a, b in zip(naive, ours)) / len(paragraphs), 3),
+        "dialogs": len(dialogs),
+        "cold_s": round(cold_s, 3),
+        "warm_cache_s": round(warm_s, 4),
+        "warm_speedup": round(cold_s / warm_s, 1),
+        "cold_translated_units": cold_stats.get("translated"),
+        "warm_translated_units": warm_stats.get("translated"),
+        "peak_rss_mb": {k: round(v["peak_rss_mb"], 1) for k, v in rss.items()},
+        "rss_dialogs": {k: v["dialogs"] for k, v in rss.items()},
+        "peak_rss_growth": round(rss[f"x{args.scale}"]["peak_rss_mb"] / rss["x1"]["peak_rss_mb"], 3),
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+"""Code: source code of the original whose tokens were altered by the translation.
+
+Code lines of the original are the contents of fenced blocks that hold code and, outside fences,
+the lines the translator itself recognises as code (`translate.segment.looks_like_code`). Their
+tokens (keywords, identifiers, numbers, brackets, operators; comments skipped, string literals
+reduced to their quotes) form a multiset; every token must still be found in the translation
+(a translated keyword "def" -> "определить" or an identifier "print" -> "печать" goes missing,
+so do changed brackets). Indentation of code lines must survive too, and so must the number of
+fence lines, every inline `code` span and every URL of the original.
+
+The comparison is a multiset over the whole translation, so it does not depend on lines being
+aligned; extra tokens in the translation never hurt.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from ..schema import Dialog
+from .base import Decision, Filter, clip, message_pairs
+from .text import analyze, code_tokens, indent_of, inline_code_spans, is_non_letter, urls
+
+
+class CodeFilter(Filter):
+    name = "code"
+
+    def check(self, ru: Dialog, en: Dialog) -> Decision:
+        cfg = self.cfg
+        reasons: list[str] = []
+        for p in message_pairs(ru, en):
+            ei, ri = analyze(p.en), analyze(p.ru)
+            code = ei.code_lines
+            if code:
+                want = Counter(t for ln in code for t in code_tokens(ln))
+                have = Counter(t for ln in ri.lines for t in code_tokens(ln))
+                missing = want - have
+                n_missing, n_total = sum(missing.values()), sum(want.values())
+                if n_missing >= cfg.code_min_missing_tokens and n_missing > cfg.code_max_missing_fraction * n_total:
+                    examples = ", ".join(repr(t) for t, _ in missing.most_common(5))
+                    reasons.append(
+                        self.reason(
+                            "tokens",
+                            f"{n_missing} of {n_total} code tokens missing ({n_missing / n_total:.0%}), "
+                            f"e.g. {examples} in {p.where}",
+                        )
+                    )
+                want_ind = Counter(indent_of(ln) for ln in code if indent_of(ln))
+                have_ind = Counter(indent_of(ln) for ln in ri.lines if ln.strip() and indent_of(ln))
+                lost = sum((want_ind - have_ind).values())
+                if lost > cfg.code_max_lost_indents:
+                    reasons.append(
+                        self.reason("indentation", f"{lost} of {sum(want_ind.values())} indented code lines lost their indentation in {p.where}")
+                    )
+            n_fences_en, n_fences_ru = sum(ei.fence_marker), sum(ri.fence_marker)
+            if n_fences_ru < n_fences_en:
+                reasons.append(self.reason("fences", f"{n_fences_ru} code fence lines, source has {n_fences_en} in {p.where}"))
+            if cfg.code_check_inline:
+                spans: Counter[str] = Counter()
+                for k, ln in enumerate(ei.lines):
+                    if ei.fenced[k] or ei.fence_marker[k] or is_non_letter(ln, cfg.art_max_word_fraction, cfg.art_min_chars):
+                        continue
+                    spans.update(inline_code_spans(ln))
+                spans.update(urls(p.en))
+                lost_spans = [s for s, n in spans.items() if p.ru.count(s) < n]
+                if lost_spans:
+                    reasons.append(
+                        self.reason(
+                            "inline",
+                            f"{len(lost_spans)} inline code span(s)/URL(s) not kept verbatim, e.g. {clip(lost_spans[0], 40)!r} in {p.where}",
+                        )
+                    )
+        return Decision(tuple(reasons))

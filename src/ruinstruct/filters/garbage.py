@@ -1,0 +1,83 @@
+"""Garbage: junk the translation model produced that has no counterpart in the source.
+
+- mixed-script words ("Cтудент1Студент2" with a Latin "C"), which Russian text never has;
+- Latin words in translated prose that the source does not contain (keyboard mash
+  "asdfasdgdfgsdfg", hallucinated "Cactus"); names copied from the source are fine;
+- symbol chunks of single letters ("[r][n][b][q][k][b][n][r]", "[Х][Х][Х][Х]") not in the source;
+- extra non-letter lines: more symbol-only lines than the source has.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+
+from ..schema import Dialog
+from .base import Decision, Filter, clip, message_pairs
+from .text import (
+    LETTER_RUN_RE,
+    TOKEN_RE,
+    TextInfo,
+    analyze,
+    is_cyrillic,
+    is_latin,
+    is_non_letter,
+    prose_lines,
+    strip_protected,
+)
+
+_CHUNK_RE = re.compile(r"\S+")
+
+
+def _mixed_script(token: str) -> bool:
+    return any(is_latin(c) for c in token) and any(is_cyrillic(c) for c in token)
+
+
+def _symbol_lines(info: TextInfo, max_word_fraction: float, min_chars: int) -> Counter[str]:
+    return Counter(
+        ln.strip()
+        for k, ln in enumerate(info.lines)
+        if not (info.fenced[k] or info.fence_marker[k]) and is_non_letter(ln, max_word_fraction, min_chars)
+    )
+
+
+class GarbageFilter(Filter):
+    name = "garbage"
+
+    def check(self, ru: Dialog, en: Dialog) -> Decision:
+        cfg = self.cfg
+        reasons: list[str] = []
+        for p in message_pairs(ru, en):
+            ri, ei = analyze(p.ru), analyze(p.en)
+            prose = "\n".join(strip_protected(ln) for ln in prose_lines(ri, cfg.art_max_word_fraction))
+            mixed = [t for t in TOKEN_RE.findall(prose) if _mixed_script(t)]
+            if mixed:
+                reasons.append(self.reason("mixed_script", f"{clip(mixed[0], 30)!r} mixes Latin and Cyrillic in {p.where}"))
+            en_letters = "".join(c for c in p.en.lower() if c.isalpha())
+            new_latin = [
+                w
+                for w in LETTER_RUN_RE.findall(prose)
+                if len(w) >= cfg.garbage_min_latin_word and all(is_latin(c) for c in w) and w.lower() not in en_letters
+            ]
+            if len(new_latin) > cfg.garbage_max_new_latin_words:
+                reasons.append(
+                    self.reason("new_latin", f"Latin word(s) not in the source: {', '.join(map(repr, new_latin[:3]))} in {p.where}")
+                )
+            junk = []
+            for k, ln in enumerate(ri.lines):
+                if ri.fenced[k] or ri.fence_marker[k] or ri.code_like[k]:
+                    continue
+                for chunk in _CHUNK_RE.findall(ln):
+                    runs = LETTER_RUN_RE.findall(chunk)
+                    if len(runs) >= cfg.garbage_min_isolated_letters and all(len(r) == 1 for r in runs) and chunk not in p.en:
+                        junk.append(chunk)
+            if junk:
+                reasons.append(self.reason("symbol_chunk", f"{clip(junk[0], 40)!r} in {p.where}"))
+
+            r_sym = _symbol_lines(ri, cfg.art_max_word_fraction, cfg.garbage_min_symbol_line_chars)
+            e_sym = _symbol_lines(ei, cfg.art_max_word_fraction, cfg.garbage_min_symbol_line_chars)
+            extra = sum((r_sym - e_sym).values()) - sum((e_sym - r_sym).values())
+            if extra > 0:
+                first = next(iter(r_sym - e_sym))
+                reasons.append(self.reason("symbol_lines", f"{extra} extra non-letter line(s), e.g. {clip(first, 40)!r} in {p.where}"))
+        return Decision(tuple(reasons))
