@@ -73,6 +73,7 @@ def data_flow(
     failed: list[dict[str, Any]] = []
     by_future = dict(zip((id(f) for f in futures), refs))
     for i, fut in enumerate(as_completed(futures), 1):
+        fut.wait()  # sets the future's final state; .state alone may still read a stale one
         state = fut.state
         ref = by_future[id(fut)]
         if state.is_completed():

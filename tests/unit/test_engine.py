@@ -60,7 +60,7 @@ def test_factory_returns_lazy_translator(tiny_dir):
     assert isinstance(tr, Translator)
     assert tr._model is None  # nothing loaded before the first translate()
     assert tr.translate([]) == []
-    assert tr.id.startswith(f"{tiny_dir / 'translator'}@main#")
+    assert tr.id.startswith("translator@main#")  # a local folder is named by its content, not its path
 
 
 def test_id_tracks_generation_settings_only():
@@ -245,3 +245,9 @@ def test_oom_at_batch_size_one_reraises(tiny_dir, corpus):
     with pytest.raises(torch.cuda.OutOfMemoryError):
         tr.translate([corpus[0][0], corpus[1][0]])
     assert tr.oom_retries == 1
+
+
+def test_unknown_language_is_an_error(tiny_dir):
+    tr = make(tiny_dir, tgt_lang="xx")
+    with pytest.raises(ValueError, match="'xx'"):
+        tr.translate(["Hello"])

@@ -18,7 +18,7 @@ from collections import Counter
 
 from ..schema import Dialog
 from .base import Decision, Filter, clip, message_pairs
-from .text import TextInfo, analyze, is_non_letter, table_cells
+from .text import TextInfo, analyze, is_art_line, is_non_letter, table_cells
 
 
 def art_lines(info: TextInfo, max_word_fraction: float, min_chars: int) -> list[str]:
@@ -26,7 +26,7 @@ def art_lines(info: TextInfo, max_word_fraction: float, min_chars: int) -> list[
     for k, ln in enumerate(info.lines):
         if info.code_block[k] or info.fence_marker[k] or info.table_row[k]:
             continue
-        if is_non_letter(ln, max_word_fraction, min_chars):
+        if is_art_line(ln, max_word_fraction, min_chars):
             out.append(ln.rstrip())
     return out
 

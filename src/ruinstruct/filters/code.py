@@ -8,8 +8,10 @@ reduced to their quotes) form a multiset; every token must still be found in the
 so do changed brackets). Indentation of code lines must survive too, and so must the number of
 fence lines, every inline `code` span and every URL of the original.
 
-The comparison is a multiset over the whole translation, so it does not depend on lines being
-aligned; extra tokens in the translation never hurt.
+The token comparison is a multiset over the translation's code lines, so it does not depend on
+lines being aligned and extra tokens never hurt. When no token is missing, each code line must
+still be found with its exact spacing (comments and string contents aside): "f(x)" -> "f (x)"
+or "a.b" -> "a. b" is the translator touching code.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from collections import Counter
 
 from ..schema import Dialog
 from .base import Decision, Filter, clip, message_pairs
-from .text import analyze, code_tokens, indent_of, inline_code_spans, is_non_letter, urls
+from .text import analyze, code_skeleton, code_tokens, indent_of, inline_code_spans, is_art_line, urls
 
 
 class CodeFilter(Filter):
@@ -31,8 +33,9 @@ class CodeFilter(Filter):
             ei, ri = analyze(p.en), analyze(p.ru)
             code = ei.code_lines
             if code:
+                ru_code = ri.any_code_lines
                 want = Counter(t for ln in code for t in code_tokens(ln))
-                have = Counter(t for ln in ri.lines for t in code_tokens(ln))
+                have = Counter(t for ln in ru_code for t in code_tokens(ln))
                 missing = want - have
                 n_missing, n_total = sum(missing.values()), sum(want.values())
                 if n_missing >= cfg.code_min_missing_tokens and n_missing > cfg.code_max_missing_fraction * n_total:
@@ -44,6 +47,19 @@ class CodeFilter(Filter):
                             f"e.g. {examples} in {p.where}",
                         )
                     )
+                else:
+                    skel_want = Counter(sk for ln in code if (sk := code_skeleton(ln)).strip())
+                    skel_have = Counter(code_skeleton(ln) for ln in ru_code)
+                    altered = skel_want - skel_have
+                    n_alt = sum(altered.values())
+                    if n_alt > cfg.code_max_altered_lines:
+                        reasons.append(
+                            self.reason(
+                                "lines",
+                                f"{n_alt} of {sum(skel_want.values())} code lines altered (spacing or punctuation), "
+                                f"e.g. {clip(next(iter(altered)).strip(), 40)!r} in {p.where}",
+                            )
+                        )
                 want_ind = Counter(indent_of(ln) for ln in code if indent_of(ln))
                 have_ind = Counter(indent_of(ln) for ln in ri.lines if ln.strip() and indent_of(ln))
                 lost = sum((want_ind - have_ind).values())
@@ -57,10 +73,10 @@ class CodeFilter(Filter):
             if cfg.code_check_inline:
                 spans: Counter[str] = Counter()
                 for k, ln in enumerate(ei.lines):
-                    if ei.fenced[k] or ei.fence_marker[k] or is_non_letter(ln, cfg.art_max_word_fraction, cfg.art_min_chars):
+                    if ei.fenced[k] or ei.fence_marker[k] or is_art_line(ln, cfg.art_max_word_fraction, cfg.art_min_chars):
                         continue
                     spans.update(inline_code_spans(ln))
-                spans.update(urls(p.en))
+                    spans.update(urls(ln) if not ei.code_like[k] else [])
                 lost_spans = [s for s, n in spans.items() if p.ru.count(s) < n]
                 if lost_spans:
                     reasons.append(

@@ -41,12 +41,28 @@ class FilterConfig(BaseModel):
         default=40, ge=0, description="slack (chars) for the runaway-length test; helps short messages"
     )
     repetition_min_words: int = Field(
-        default=20, ge=1, description="word n-gram statistics need at least this many words in the translation"
+        default=50,
+        ge=1,
+        description="word n-gram statistics need at least this many words in the translation (Gopher's document "
+        "minimum; on shorter texts Russian's missing articles and spelled-out abbreviations make them noisy)",
     )
     repetition_margin: float = Field(
         default=0.10,
         ge=0,
         description="a Gopher statistic fails only when the translation exceeds its source's value by this much",
+    )
+    repetition_source_factor: float = Field(
+        default=1.5,
+        ge=1,
+        description="a statistic (Gopher value, letter run, loop length) must also exceed the source's value times "
+        "this factor: a source that is itself repetitive, e.g. a refrain, may come out somewhat more repetitive "
+        "in Russian",
+    )
+    repetition_top_ngram_min_count: int = Field(
+        default=3,
+        ge=2,
+        description="the top n-gram statistic counts only n-grams seen this many times (a phrase said twice "
+        "is normal in short answers; a loop repeats)",
     )
     repetition_dup_line_max: float = Field(
         default=0.20, ge=0, le=1, description="max fraction of characters in duplicated lines (Gopher)"
@@ -69,13 +85,18 @@ class FilterConfig(BaseModel):
         default=5, ge=1, description="words are compared by their first N letters (Russian inflects)"
     )
     repetition_loop_min_chars: int = Field(
-        default=20,
+        default=12,
         ge=4,
         description="a substring repeated 3+ times back to back covering this many chars is a loop "
         "(e.g. 'ФразаФразаФраза'), unless the source has a comparable one",
     )
     repetition_loop_max_unit: int = Field(
-        default=40, ge=1, le=200, description="longest repeated unit (chars) the loop detector looks for"
+        default=80, ge=1, le=200, description="longest repeated unit (chars) the loop detector looks for"
+    )
+    repetition_letter_run_min: int = Field(
+        default=4,
+        ge=3,
+        description="a run of one letter this long ('оооооо') fails unless the source has a comparable run",
     )
     repetition_symbol_run_min: int = Field(
         default=2,
@@ -94,6 +115,12 @@ class FilterConfig(BaseModel):
     )
     code_min_missing_tokens: int = Field(
         default=1, ge=1, description="code fails only when at least this many code tokens are missing"
+    )
+    code_max_altered_lines: int = Field(
+        default=0,
+        ge=0,
+        description="max code lines not found with their exact spacing/punctuation (comments and string "
+        "contents aside)",
     )
     code_max_lost_indents: int = Field(
         default=0, ge=0, description="max number of indented code lines whose indentation is not found"
@@ -122,7 +149,7 @@ class FilterConfig(BaseModel):
 
     # ---- language ------------------------------------------------------------------------
     language_min_source_letters: int = Field(
-        default=20,
+        default=12,
         ge=1,
         description="the Cyrillic test runs only when the source has this many letters of translatable prose "
         "(lowercase English words outside code/art/URLs)",
@@ -135,9 +162,10 @@ class FilterConfig(BaseModel):
         "translatable prose letters (names, code, numbers may stay Latin)",
     )
     language_line_min_words: int = Field(
-        default=6,
+        default=3,
         ge=1,
-        description="a source prose segment with this many lowercase words copied verbatim is untranslated",
+        description="a translatable segment of the source with this many words (one of them a lowercase English "
+        "word) that reappears verbatim in the translation is untranslated",
     )
     language_max_foreign_cyrillic: float = Field(
         default=0.01,
@@ -161,7 +189,9 @@ class FilterConfig(BaseModel):
         "(unless the source has it)",
     )
     garbage_min_symbol_line_chars: int = Field(
-        default=4, ge=1, description="a new non-letter line of at least this many chars not in the source is junk"
+        default=4,
+        ge=1,
+        description="a new line without any word, of at least this many chars, that the source does not have is junk",
     )
 
     @field_validator("enabled")

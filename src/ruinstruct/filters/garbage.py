@@ -4,7 +4,7 @@
 - Latin words in translated prose that the source does not contain (keyboard mash
   "asdfasdgdfgsdfg", hallucinated "Cactus"); names copied from the source are fine;
 - symbol chunks of single letters ("[r][n][b][q][k][b][n][r]", "[Х][Х][Х][Х]") not in the source;
-- extra non-letter lines: more symbol-only lines than the source has.
+- extra symbol lines: more lines without any word than the source has.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from .text import (
     analyze,
     is_cyrillic,
     is_latin,
-    is_non_letter,
-    prose_lines,
-    strip_protected,
+    nonspace,
+    prose_of_translation,
+    word_letters,
 )
 
 _CHUNK_RE = re.compile(r"\S+")
@@ -33,11 +33,12 @@ def _mixed_script(token: str) -> bool:
     return any(is_latin(c) for c in token) and any(is_cyrillic(c) for c in token)
 
 
-def _symbol_lines(info: TextInfo, max_word_fraction: float, min_chars: int) -> Counter[str]:
+def _symbol_lines(info: TextInfo, min_chars: int) -> Counter[str]:
+    """Lines without a single word of 2+ letters (outside fenced blocks)."""
     return Counter(
         ln.strip()
         for k, ln in enumerate(info.lines)
-        if not (info.fenced[k] or info.fence_marker[k]) and is_non_letter(ln, max_word_fraction, min_chars)
+        if not (info.fenced[k] or info.fence_marker[k]) and nonspace(ln) >= min_chars and not word_letters(ln)
     )
 
 
@@ -49,7 +50,7 @@ class GarbageFilter(Filter):
         reasons: list[str] = []
         for p in message_pairs(ru, en):
             ri, ei = analyze(p.ru), analyze(p.en)
-            prose = "\n".join(strip_protected(ln) for ln in prose_lines(ri, cfg.art_max_word_fraction))
+            prose = prose_of_translation(ri, ei)
             mixed = [t for t in TOKEN_RE.findall(prose) if _mixed_script(t)]
             if mixed:
                 reasons.append(self.reason("mixed_script", f"{clip(mixed[0], 30)!r} mixes Latin and Cyrillic in {p.where}"))
@@ -74,8 +75,8 @@ class GarbageFilter(Filter):
             if junk:
                 reasons.append(self.reason("symbol_chunk", f"{clip(junk[0], 40)!r} in {p.where}"))
 
-            r_sym = _symbol_lines(ri, cfg.art_max_word_fraction, cfg.garbage_min_symbol_line_chars)
-            e_sym = _symbol_lines(ei, cfg.art_max_word_fraction, cfg.garbage_min_symbol_line_chars)
+            r_sym = _symbol_lines(ri, cfg.garbage_min_symbol_line_chars)
+            e_sym = _symbol_lines(ei, cfg.garbage_min_symbol_line_chars)
             extra = sum((r_sym - e_sym).values()) - sum((e_sym - r_sym).values())
             if extra > 0:
                 first = next(iter(r_sym - e_sym))

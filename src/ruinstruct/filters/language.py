@@ -4,16 +4,21 @@
   lowercase English words the translator translates (so names, code, numbers and URLs, which
   stay Latin, lower the expectation: "Titleist, Taylormade, Callaway" may stay as is). The
   translation's Cyrillic share of letters must reach `language_min_cyrillic_ratio` of that.
-- Untranslated segments: a prose segment of the source with enough lowercase words that
-  reappears verbatim in the translation (more often than the source keeps it in code/quotes).
+- Untranslated segments: a segment the translator translates (a sentence, a line, a table
+  cell) with enough words, one of them a lowercase English word, that reappears verbatim in the
+  translation (more often than the source keeps it verbatim in code or quotes).
 - Wrong Cyrillic language: letters Russian does not use (Ukrainian і ї є ґ, Serbian ј љ њ ...).
 """
 
 from __future__ import annotations
 
+import re
+
 from ..schema import Dialog
 from .base import Decision, Filter, clip, message_pairs
-from .text import LOWER_EN_WORD_RE, NON_RUSSIAN_CYRILLIC, is_cyrillic, translatable_text
+from .text import LOWER_EN_WORD_RE, NON_RUSSIAN_CYRILLIC, WORD_RE, is_cyrillic, translatable_text
+
+_CODE_CHARS = re.compile(r"[|=<>{}*\\$#@]")
 
 
 class LanguageFilter(Filter):
@@ -40,7 +45,9 @@ class LanguageFilter(Filter):
                         )
                     )
             for unit in dict.fromkeys(units.split("\n")):
-                if len(LOWER_EN_WORD_RE.findall(unit)) < cfg.language_line_min_words:
+                if len(WORD_RE.findall(unit)) < cfg.language_line_min_words or not LOWER_EN_WORD_RE.search(unit):
+                    continue
+                if _CODE_CHARS.search(unit):  # a command or expression the segmenter took for text
                     continue
                 if p.ru.count(unit) > verbatim.count(unit):
                     reasons.append(self.reason("untranslated", f"{clip(unit)!r} copied verbatim in {p.where}"))

@@ -6,13 +6,16 @@ design is kept. Rules:
 
 - runaway length: far more characters than the source (slack for short texts);
 - Gopher statistics (duplicate-line chars, top 2-4-gram char share, duplicated 5-10-gram char
-  share) above the Gopher limit and above the source's value plus a margin;
+  share) above the Gopher limit, above the source's value plus a margin and above the source's
+  value times a factor;
+- a run of one letter ("оооооооо");
 - a run of words with one stem ("Р Р Р Р", "интригующий, интригующий, интригующим");
-- a substring repeated back to back ("ФразаФразаФраза", "[Х][Х][Х]"), also without spaces;
+- a substring repeated back to back ("Фраза, фраза, фраза", "[Х][Х][Х]"), and a word glued to
+  itself ("ЭтоЭтоЭто", "предложениеИнтересное предложение...");
 - a run of one punctuation character ("::::::::", "Сила ----") longer than any in the source.
 
-Run, loop and symbol rules look at the translation's prose only (code, art and inline code are
-checked by their own filters) and compare with the whole source.
+Run, loop and symbol rules compare the translation's prose (without code, inline code, URLs and
+lines copied from the source, which other filters check) with the source's prose.
 """
 
 from __future__ import annotations
@@ -23,10 +26,12 @@ from .text import (
     analyze,
     dup_line_char_fraction,
     dup_ngram_char_fraction,
+    glued_loops,
     longest_loop,
+    max_letter_run,
     max_stem_run,
-    prose_lines,
-    strip_protected,
+    prose_of_source,
+    prose_of_translation,
     symbol_runs,
     top_ngram_char_fraction,
     words,
@@ -41,7 +46,7 @@ class RepetitionFilter(Filter):
         ws = words(text)
         out = {"dup_line": dup_line_char_fraction(text)}
         for n in sorted(cfg.repetition_top_ngram_max):
-            out[f"top_{n}gram"] = top_ngram_char_fraction(ws, n)
+            out[f"top_{n}gram"] = top_ngram_char_fraction(ws, n, cfg.repetition_top_ngram_min_count)
         for n in sorted(cfg.repetition_dup_ngram_max):
             out[f"dup_{n}gram"] = dup_ngram_char_fraction(ws, n)
         return out
@@ -76,7 +81,7 @@ class RepetitionFilter(Filter):
                 failing = [
                     (rs[k] - es[k], k)
                     for k in rs
-                    if rs[k] > limits[k] and rs[k] - es[k] > cfg.repetition_margin
+                    if rs[k] > max(limits[k], es[k] + cfg.repetition_margin, es[k] * cfg.repetition_source_factor)
                 ]
                 if failing:
                     _, k = max(failing)
@@ -84,25 +89,38 @@ class RepetitionFilter(Filter):
                     reasons.append(
                         self.reason(k, f"{rs[k]:.2f} > {limits[k]:.2f} (source {es[k]:.2f}) in {p.where}{more}")
                     )
-            prose = "\n".join(strip_protected(ln) for ln in prose_lines(analyze(r), cfg.art_max_word_fraction))
+            ri, ei = analyze(r), analyze(e)
+            prose = prose_of_translation(ri, ei)
             if not prose.strip():
                 continue
+            e_prose = prose_of_source(ei, cfg.art_max_word_fraction)
+            factor = cfg.repetition_source_factor
             # one word over and over
             run, word = max_stem_run(prose, cfg.repetition_stem_chars)
             if run >= cfg.repetition_max_token_run:
-                e_run, _ = max_stem_run(e, cfg.repetition_stem_chars)
+                e_run, _ = max_stem_run(e_prose, cfg.repetition_stem_chars)
                 if run > e_run:
                     reasons.append(self.reason("token_run", f"{word!r} x{run} (source max run {e_run}) in {p.where}"))
+            # one letter held down ("ооооооо")
+            lrun, letter = max_letter_run(prose)
+            if lrun >= cfg.repetition_letter_run_min:
+                e_lrun, _ = max_letter_run(e_prose)
+                if lrun > factor * e_lrun:
+                    reasons.append(self.reason("letter_run", f"{letter * lrun!r} (source max run {e_lrun}) in {p.where}"))
+            # a word glued to itself ("ЭтоЭтоЭто")
+            glued = glued_loops(prose)
+            if len(glued) > len(glued_loops(e_prose)):
+                reasons.append(self.reason("glued_loop", f"{clip(glued[0], 40)!r} in {p.where}"))
             # substring loops, spaces or not
             span, unit = longest_loop(prose, cfg.repetition_loop_max_unit)
             if span >= cfg.repetition_loop_min_chars:
-                e_span, _ = longest_loop(e, cfg.repetition_loop_max_unit)
-                if span > 1.5 * e_span:
+                e_span, _ = longest_loop(e_prose, cfg.repetition_loop_max_unit)
+                if span > factor * e_span:
                     reasons.append(
                         self.reason("loop", f"{clip(unit, 30)!r} repeated over {span} chars (source {e_span}) in {p.where}")
                     )
             # runs of one punctuation character
-            e_runs = symbol_runs(e)
+            e_runs = symbol_runs(e_prose)
             for c, n in sorted(symbol_runs(prose).items()):
                 if n < cfg.repetition_symbol_run_min or n <= e_runs.get(c, 0):
                     continue

@@ -19,13 +19,11 @@ from ..translate.segment import looks_like_code, segment
 WORD_RE = re.compile(r"[^\W\d_]{2,}")  # a run of 2+ letters
 LETTER_RUN_RE = re.compile(r"[^\W\d_]+")
 TOKEN_RE = re.compile(r"\w+")
-LATIN_WORD_RE = re.compile(r"[A-Za-z]+")
 LOWER_EN_WORD_RE = re.compile(r"(?<![\w'])[a-z][a-z']*[a-z](?![\w])")
 URL_RE = re.compile(r"(?:https?://|ftp://|www\.)[^\s<>\"'`)\]]+", re.IGNORECASE)
 INLINE_CODE_RE = re.compile(r"(?<!`)(`+)(?!`)(.+?)(?<!`)\1(?!`)")
 _URL_TRAIL = ".,;:!?*_~'\""
 
-RUSSIAN_EXTRA = set("ёЁ")
 NON_RUSSIAN_CYRILLIC = set("іїєґўјљњћџђѓќѕІЇЄҐЎЈЉЊЋЏЂЃЌЅ")
 
 
@@ -49,6 +47,23 @@ def is_non_letter(s: str, max_word_fraction: float, min_chars: int = 1) -> bool:
     """True for strings made mostly of symbols: ASCII art, boards, separators, numbers."""
     n = nonspace(s)
     return n >= min_chars and word_letters(s) < max_word_fraction * n
+
+
+def is_art_line(line: str, max_word_fraction: float, min_chars: int) -> bool:
+    """A non-letter line (ASCII art, board row, separator) once inline code/URLs/math are set aside."""
+    return is_non_letter(strip_protected(line), max_word_fraction, min_chars)
+
+
+_GLUED_LOOP_RE = re.compile(r"(\w{2,}?)\1{2,}")
+
+
+def glued_loops(text: str) -> list[str]:
+    """Words that contain one piece 3+ times back to back ("ЭтоЭтоЭто", "ТропТропТроп")."""
+    out = []
+    for w in TOKEN_RE.findall(text.lower()):
+        if len(w) >= 6 and not w.isdigit() and _GLUED_LOOP_RE.search(w):
+            out.append(w)
+    return out
 
 
 def urls(text: str) -> list[str]:
@@ -114,7 +129,13 @@ class TextInfo:
 
     @property
     def code_lines(self) -> list[str]:
+        """Non-blank lines of fenced code blocks and code-looking lines outside fences."""
         return [ln for ln, a, b in zip(self.lines, self.code_block, self.code_like, strict=True) if (a or b) and ln.strip()]
+
+    @property
+    def any_code_lines(self) -> list[str]:
+        """Like code_lines, plus the contents of fenced blocks that do not look like code."""
+        return [ln for ln, a, b in zip(self.lines, self.fenced, self.code_like, strict=True) if (a or b) and ln.strip()]
 
 
 def _split(text: str) -> list[str]:
@@ -180,16 +201,47 @@ def prose_lines(info: TextInfo, max_word_fraction: float) -> list[str]:
     for k, ln in enumerate(info.lines):
         if info.fence_marker[k] or info.fenced[k] or info.code_like[k] or info.table_delim[k]:
             continue
-        if not ln.strip() or is_non_letter(ln, max_word_fraction):
+        if not ln.strip() or is_non_letter(strip_protected(ln), max_word_fraction):
             continue
         out.append(ln)
     return out
 
 
+def prose_of_source(en: TextInfo, max_word_fraction: float) -> str:
+    """The source's translatable prose: prose lines without inline code and URLs."""
+    return "\n".join(strip_protected(ln) for ln in prose_lines(en, max_word_fraction))
+
+
+def prose_of_translation(ru: TextInfo, en: TextInfo) -> str:
+    """The translation minus what was (or should have been) copied: fenced blocks, code lines,
+    table delimiter rows and any line found verbatim in the source; inline code and URLs removed.
+
+    Unlike the source side, a non-letter line stays: a translated line that turned into
+    "Кто дал ООН землю=========" is exactly what the repetition rules look for.
+    """
+    copied = {ln.strip() for ln in en.lines}
+    out = []
+    for k, ln in enumerate(ru.lines):
+        if ru.fence_marker[k] or ru.fenced[k] or ru.code_like[k] or ru.table_delim[k]:
+            continue
+        if not ln.strip() or ln.strip() in copied:
+            continue
+        out.append(strip_protected(ln))
+    return "\n".join(out)
+
+
+_MATH_RE = re.compile(r"\$\$.+?\$\$|(?<![\\$\w])\$(?=[^\s$])[^$]*?(?<=[^\s\\$])\$(?![\d$])|\\\(.+?\\\)|\\\[.+?\\\]")
+_HTML_TAG_RE = re.compile(r"</?[A-Za-z][A-Za-z0-9-]*(?:\s[^<>]*)?/?>")
+_EMAIL_RE = re.compile(r"(?<![\w.+-])[\w.+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b")
+
+
 def strip_protected(line: str) -> str:
-    """A prose line without its inline code spans and URLs."""
+    """A line without the inline spans the translator keeps verbatim (code, URLs, math, tags)."""
     line = INLINE_CODE_RE.sub(" ", line)
-    return URL_RE.sub(" ", line)
+    line = URL_RE.sub(" ", line)
+    line = _MATH_RE.sub(" ", line)
+    line = _EMAIL_RE.sub(" ", line)
+    return _HTML_TAG_RE.sub(" ", line)
 
 
 @lru_cache(maxsize=4096)
@@ -213,11 +265,15 @@ _CODE_TOKEN_RE = re.compile(
 )
 
 
+_PLACEHOLDER_RE = re.compile(r"\$?\{[^{}\n]*\}|%[-#0 +]*\d*(?:\.\d+)?[sdifrxXeEgGc]|\\[nt]")
+
+
 def code_tokens(line: str) -> list[str]:
     """Keywords, identifiers, numbers, brackets and operators of a code line.
 
-    Comments are skipped and string literals reduce to their quotes: a translator may legally
-    translate those (ours keeps them; others translate comments), the program still runs.
+    Comments are skipped and string literals reduce to their quotes and format placeholders
+    ("{x}", "%d", "${name}", "\\n"): a translator may legally translate comments and messages
+    (ours keeps them, others do not), the program still runs as long as those survive.
     """
     out: list[str] = []
     for m in _CODE_TOKEN_RE.finditer(line):
@@ -226,10 +282,28 @@ def code_tokens(line: str) -> list[str]:
             continue
         if kind == "str":
             q = m.group(0)[0]
-            out += [q, q]
+            out += [q, *_PLACEHOLDER_RE.findall(m.group(0)), q]
         else:
             out.append(m.group(0))
     return out
+
+
+def code_skeleton(line: str) -> str:
+    """The line with comments removed and string literals reduced to quotes + placeholders,
+    whitespace kept: what must survive of a code line, byte for byte."""
+    out: list[str] = []
+    pos = 0
+    for m in _CODE_TOKEN_RE.finditer(line):
+        out.append(line[pos : m.start()])
+        kind = m.lastgroup
+        if kind == "str":
+            q = m.group(0)[0]
+            out.append(q + "".join(_PLACEHOLDER_RE.findall(m.group(0))) + q)
+        elif kind != "comment":
+            out.append(m.group(0))
+        pos = m.end()
+    out.append(line[pos:])
+    return "".join(out).rstrip()
 
 
 def indent_of(line: str) -> str:
@@ -257,14 +331,15 @@ def dup_line_char_fraction(text: str) -> float:
     return dup / total if total else 0.0
 
 
-def top_ngram_char_fraction(ws: list[str], n: int) -> float:
-    """Characters covered by the most frequent word n-gram over all word characters."""
+def top_ngram_char_fraction(ws: list[str], n: int, min_count: int = 2) -> float:
+    """Characters covered by the most frequent word n-gram over all word characters
+    (0 unless that n-gram occurs at least `min_count` times)."""
     total = sum(len(w) for w in ws)
     if len(ws) < n or not total:
         return 0.0
     grams = Counter(tuple(ws[i : i + n]) for i in range(len(ws) - n + 1))
     gram, count = grams.most_common(1)[0]
-    if count <= 1:
+    if count < max(2, min_count):
         return 0.0
     return min(1.0, sum(len(w) for w in gram) * count / total)
 
@@ -316,7 +391,22 @@ def longest_loop(text: str, max_unit: int) -> tuple[int, str]:
     return best, best_unit
 
 
-_SYMBOL_RUN_RE = re.compile(r"([^\w\s])\1+")
+def max_letter_run(text: str) -> tuple[int, str]:
+    """Longest run of one letter, case-insensitive ("Аааааа" -> 6)."""
+    best, best_c = 0, ""
+    run, prev = 0, ""
+    for c in text.lower():
+        if c.isalpha() and c == prev:
+            run += 1
+        else:
+            run = 1 if c.isalpha() else 0
+        prev = c
+        if run > best:
+            best, best_c = run, c
+    return best, best_c
+
+
+_SYMBOL_RUN_RE = re.compile(r"([^\w\s]|_)\1+")
 
 
 def symbol_runs(text: str) -> dict[str, int]:

@@ -18,8 +18,6 @@ Always construct translators through `load_translator` (tests monkeypatch it). H
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import math
 import os
@@ -42,9 +40,9 @@ class Translator(Protocol):
 
 def translator_id(cfg: TranslationConfig) -> str:
     """`model@revision#hash` where the hash covers every setting that changes the output text
-    (cfg.generation_key()), but not batching or device settings."""
-    key = json.dumps(cfg.generation_key(), sort_keys=True, ensure_ascii=False, default=str)
-    return f"{cfg.model}@{cfg.revision or 'main'}#{hashlib.sha256(key.encode('utf-8')).hexdigest()[:12]}"
+    (and, for a local folder, the model's content), but not batching or device settings. The
+    same id keys the paragraph cache and the Prefect shard cache (TranslationConfig.translator_id)."""
+    return cfg.translator_id
 
 
 def load_translator(cfg: TranslationConfig) -> Translator:
@@ -163,7 +161,7 @@ def resolve_dtype(dtype: str, device: str):
     return getattr(torch, dtype)
 
 
-_LANG_TOKEN = re.compile(r"__[a-z]{2,3}__")
+_LEADING_LANG_TOKEN = re.compile(r"^\s*__[a-z]{2,3}__\s*")  # e.g. "__ru__ " left by decode()
 
 
 class HFTranslator:
@@ -234,6 +232,10 @@ class HFTranslator:
         tok, cfg = self._tok, self.cfg
         model_type = getattr(self._model.config, "model_type", "")
         if hasattr(tok, "get_lang_id") and hasattr(tok, "lang_code_to_id"):  # M2M100 / WMT21
+            codes = list(tok.lang_code_to_id)
+            for code in (cfg.src_lang, cfg.tgt_lang):
+                if code not in tok.lang_code_to_id:
+                    raise ValueError(f"{cfg.model}: language {code!r} not among its codes {codes}")
             tok.src_lang = cfg.src_lang
             tok.tgt_lang = cfg.tgt_lang
             self.forced_bos_token_id = tok.get_lang_id(cfg.tgt_lang)
@@ -372,7 +374,7 @@ class HFTranslator:
             self.tokens_out += sum(1 for t in new if t != pad)
             kept = [t for t in new if t not in self._drop_ids]
             text = tok.decode(kept, skip_special_tokens=True)
-            texts.append(_LANG_TOKEN.sub("", text).strip() if "__" in text else text.strip())
+            texts.append(_LEADING_LANG_TOKEN.sub("", text).strip())
         return texts
 
     def _generate(self, input_ids, attention_mask, max_new_tokens: int):

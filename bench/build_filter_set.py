@@ -1,0 +1,1115 @@
+"""Build tests/fixtures/filter_set.jsonl: the labelled set the corruption filters are measured on.
+
+    python bench/build_filter_set.py [--shared ../shared] [--out tests/fixtures/filter_set.jsonl]
+
+Deterministic (seeded). Run once; the output is committed, so tests never need ../shared.
+Provenance and licenses: tests/fixtures/FILTER_SET_SOURCES.md.
+
+Rows: {"id", "label": "good"|"corrupt", "kind", "en": <dialog>, "ru": <dialog>}.
+
+Good rows
+- dolly_real: the 60 real EN->RU machine-translation pairs of the ru_lm log, grouped back into
+  their 25 Dolly records (instruction [+ blank line + context] as the user turn, the response
+  as the assistant turn; the grouping is fixed below, read off the log order
+  context?, instruction, response).
+- chip2_real: chip2 user/bot pairs with their real translations. The 13 pairs whose translation
+  lost the source's line breaks (lists and code flattened into one paragraph) are labelled
+  corrupt, kind real_lines_merged: our pipeline translates paragraph-wise, so that never
+  happens to a good translation, and the flattened code/lists are broken.
+- ours_code_art: the 40 OASST1 code/ASCII-art/table texts (AlpacaEval rows left out: their
+  data license is non-commercial) translated "the way our translator would": the text is cut
+  with ruinstruct.translate.segment and every translatable unit replaced by Russian prose
+  taken from the real translations above (the meaning does not matter to the filters), every
+  protected piece (code, art, table syntax, inline code, URLs) kept verbatim.
+- handwritten_*: short dialogs written for this set with hand-made Russian translations: text
+  games (tic-tac-toe, chess boards), code snippets in several languages, tables, and
+  legitimately repetitive sources (chorus, refrain, punishment lines, countdown, laughter).
+- code_comments_translated: code whose comments (only) were translated: the program is intact.
+
+Corrupt rows are made from good ones by realistic corruptions (kinds listed in KINDS below).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from ruinstruct.translate.segment import segment  # noqa: E402
+
+SEED = 20240601
+
+# (context, instruction, response) indices into dolly_en_ru_m2m100_log_pairs.jsonl
+DOLLY_GROUPS = [
+    (0, 1, 2), (None, 3, 4), (None, 5, 6), (None, 7, 8), (9, 10, 11), (12, 13, 14), (15, 16, 17),
+    (None, 18, 19), (None, 20, 21), (22, 23, 24), (25, 26, 27), (28, 29, 30), (31, 32, 33),
+    (None, 34, 35), (None, 36, 37), (None, 38, 39), (40, 41, 42), (None, 43, 44), (45, 46, 47),
+    (None, 48, 49), (None, 50, 51), (None, 52, 53), (None, 54, 55), (None, 56, 57), (None, 58, 59),
+]
+
+LICENSES = {
+    "dolly": "CC-BY-SA-3.0",
+    "chip2": "Apache-2.0",
+    "oasst1": "Apache-2.0",
+    "local/handwritten": "Apache-2.0",
+}
+
+
+def dialog(id_: str, source: str, msgs: list[tuple[str, str]], lang: str, origin: str | None = None) -> dict:
+    return {
+        "id": id_,
+        "source": source,
+        "lang": lang,
+        "messages": [{"role": r, "content": c} for r, c in msgs],
+        "origin_id": origin,
+        "license": LICENSES.get(source, "Apache-2.0"),
+        "meta": {},
+    }
+
+
+def pair(id_: str, source: str, en_msgs, ru_msgs) -> tuple[dict, dict]:
+    en = dialog(id_, source, en_msgs, "en")
+    ru = dialog(id_ + ":ru", source, ru_msgs, "ru", origin=id_)
+    return en, ru
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+# ---- handwritten examples ------------------------------------------------------------------------
+
+TTT_EN = """Let's play tic-tac-toe! I am X, you are O. Here is the board after my move:
+
+ X | O | X
+---+---+---
+ O | X |  
+---+---+---
+   |   | O
+
+Your turn: pick an empty square."""
+TTT_RU = """Давай сыграем в крестики-нолики! Я играю за X, ты за O. Вот доска после моего хода:
+
+ X | O | X
+---+---+---
+ O | X |  
+---+---+---
+   |   | O
+
+Твой ход: выбери пустую клетку."""
+
+TTT2_EN = """I placed my O in the center. Current position:
+```
+ X |   |  
+-----------
+   | O |  
+-----------
+   |   | X
+```
+Where do you move next?"""
+TTT2_RU = """Я поставил свой O в центр. Текущая позиция:
+```
+ X |   |  
+-----------
+   | O |  
+-----------
+   |   | X
+```
+Куда ты пойдешь дальше?"""
+
+CHESS_EN = """Here is the starting position of a chess game in text form:
+[r][n][b][q][k][b][n][r]
+[p][p][p][p][p][p][p][p]
+[ ][ ][ ][ ][ ][ ][ ][ ]
+[ ][ ][ ][ ][ ][ ][ ][ ]
+[ ][ ][ ][ ][ ][ ][ ][ ]
+[ ][ ][ ][ ][ ][ ][ ][ ]
+[P][P][P][P][P][P][P][P]
+[R][N][B][Q][K][B][N][R]
+Uppercase letters are white pieces, lowercase letters are black pieces."""
+CHESS_RU = """Вот начальная позиция шахматной партии в текстовом виде:
+[r][n][b][q][k][b][n][r]
+[p][p][p][p][p][p][p][p]
+[ ][ ][ ][ ][ ][ ][ ][ ]
+[ ][ ][ ][ ][ ][ ][ ][ ]
+[ ][ ][ ][ ][ ][ ][ ][ ]
+[ ][ ][ ][ ][ ][ ][ ][ ]
+[P][P][P][P][P][P][P][P]
+[R][N][B][Q][K][B][N][R]
+Заглавные буквы обозначают белые фигуры, строчные - черные."""
+
+MAZE_EN = """You are in a small maze. You are marked with @ and the exit with E:
+#########
+#@  #   #
+# # # # #
+# #   # E
+#########
+Which way do you go: north, south, east or west?"""
+MAZE_RU = """Ты находишься в маленьком лабиринте. Ты отмечен символом @, а выход - буквой E:
+#########
+#@  #   #
+# # # # #
+# #   # E
+#########
+Куда ты пойдешь: на север, на юг, на восток или на запад?"""
+
+BOX_EN = """Here is a simple box diagram of the pipeline:
++-----------+     +-----------+     +---------+
+|  source   | --> | translate | --> | filter  |
++-----------+     +-----------+     +---------+
+Each stage reads the output of the previous one."""
+BOX_RU = """Вот простая блок-схема конвейера:
++-----------+     +-----------+     +---------+
+|  источник   | --> | перевод | --> | фильтр  |
++-----------+     +-----------+     +---------+
+Каждый этап читает результат предыдущего."""
+
+HANGMAN_EN = """Let's play hangman. The word has seven letters:
+_ _ _ _ _ _ _
+  +---+
+  |   |
+      |
+      |
+=========
+Guess a letter!"""
+HANGMAN_RU = """Давай сыграем в виселицу. В слове семь букв:
+_ _ _ _ _ _ _
+  +---+
+  |   |
+      |
+      |
+=========
+Угадай букву!"""
+
+TABLE_EN = """Here is a comparison of the three plans:
+
+| Plan | Price | Storage | Users |
+|------|-------|---------|-------|
+| Basic | $5 | 10 GB | 1 |
+| Team | $20 | 100 GB | 10 |
+| Enterprise | $99 | 1 TB | 100 |
+
+All plans include email support."""
+TABLE_RU = """Вот сравнение трех тарифов:
+
+| Тариф | Цена | Хранилище | Пользователи |
+|------|-------|---------|-------|
+| Базовый | $5 | 10 ГБ | 1 |
+| Командный | $20 | 100 ГБ | 10 |
+| Корпоративный | $99 | 1 ТБ | 100 |
+
+Все тарифы включают поддержку по электронной почте."""
+
+PY_EN = """Write a Python function that returns the factorial of a number.
+---
+Here is a recursive version:
+```python
+def factorial(n):
+    if n <= 1:
+        return 1
+    return n * factorial(n - 1)
+
+print(factorial(5))  # 120
+```
+The function calls itself until `n` reaches 1."""
+PY_RU = """Напишите на Python функцию, которая возвращает факториал числа.
+---
+Вот рекурсивная версия:
+```python
+def factorial(n):
+    if n <= 1:
+        return 1
+    return n * factorial(n - 1)
+
+print(factorial(5))  # 120
+```
+Функция вызывает сама себя, пока `n` не станет равным 1."""
+
+JS_EN = """How do I sum an array in JavaScript?
+---
+Use the `reduce` method:
+```javascript
+const numbers = [1, 2, 3, 4];
+const total = numbers.reduce((acc, x) => acc + x, 0);
+console.log(total); // 10
+```
+The second argument of `reduce` is the initial value."""
+JS_RU = """Как сложить элементы массива в JavaScript?
+---
+Используйте метод `reduce`:
+```javascript
+const numbers = [1, 2, 3, 4];
+const total = numbers.reduce((acc, x) => acc + x, 0);
+console.log(total); // 10
+```
+Второй аргумент `reduce` - это начальное значение."""
+
+SQL_EN = """How can I find the ten most recent orders?
+---
+You can sort by the date and limit the result:
+```sql
+SELECT id, customer_id, created_at
+FROM orders
+ORDER BY created_at DESC
+LIMIT 10;
+```
+Make sure there is an index on `created_at` if the table is large."""
+SQL_RU = """Как найти десять последних заказов?
+---
+Можно отсортировать по дате и ограничить результат:
+```sql
+SELECT id, customer_id, created_at
+FROM orders
+ORDER BY created_at DESC
+LIMIT 10;
+```
+Если таблица большая, убедитесь, что по `created_at` есть индекс."""
+
+BASH_EN = """How do I count the lines of every Python file in a folder?
+---
+Run this in your terminal:
+
+    find . -name "*.py" | xargs wc -l
+
+It prints one line per file and a total at the end."""
+BASH_RU = """Как посчитать строки во всех файлах Python в папке?
+---
+Выполните в терминале:
+
+    find . -name "*.py" | xargs wc -l
+
+Команда выводит по строке на каждый файл и итог в конце."""
+
+C_EN = """Show me a hello world program in C.
+---
+Here it is:
+```c
+#include <stdio.h>
+
+int main(void) {
+    printf("Hello, world!\\n");
+    return 0;
+}
+```
+Compile it with `gcc hello.c -o hello` and run `./hello`."""
+C_RU = """Покажи программу hello world на C.
+---
+Вот она:
+```c
+#include <stdio.h>
+
+int main(void) {
+    printf("Hello, world!\\n");
+    return 0;
+}
+```
+Скомпилируйте ее командой `gcc hello.c -o hello` и запустите `./hello`."""
+
+LOOP_EN = """How do I print the numbers from 1 to 5 in Python?
+---
+Use a for loop with range:
+for i in range(1, 6):
+    print(i)
+The upper bound of range is not included."""
+LOOP_RU = """Как вывести числа от 1 до 5 на Python?
+---
+Используйте цикл for с range:
+for i in range(1, 6):
+    print(i)
+Верхняя граница range не включается."""
+
+CLASS_EN = """Can you show a small Python class for a bank account?
+---
+Sure:
+```python
+class Account:
+    def __init__(self, owner, balance=0):
+        self.owner = owner
+        self.balance = balance
+
+    def deposit(self, amount):
+        if amount <= 0:
+            raise ValueError("amount must be positive")
+        self.balance += amount
+        return self.balance
+```
+You can create an account with `Account("Anna")` and call `deposit(100)`."""
+CLASS_RU = """Можешь показать небольшой класс Python для банковского счета?
+---
+Конечно:
+```python
+class Account:
+    def __init__(self, owner, balance=0):
+        self.owner = owner
+        self.balance = balance
+
+    def deposit(self, amount):
+        if amount <= 0:
+            raise ValueError("amount must be positive")
+        self.balance += amount
+        return self.balance
+```
+Создать счет можно так: `Account("Anna")`, а затем вызвать `deposit(100)`."""
+
+URL_EN = """Where can I read the Python documentation?
+---
+The official documentation is at https://docs.python.org/3/ and the tutorial starts at https://docs.python.org/3/tutorial/index.html which is a good place for beginners."""
+URL_RU = """Где можно почитать документацию по Python?
+---
+Официальная документация находится по адресу https://docs.python.org/3/, а учебник начинается на странице https://docs.python.org/3/tutorial/index.html, с которой удобно начинать новичкам."""
+
+BOARDS = {"ttt", "ttt2", "chess", "maze", "hangman"}
+HANDWRITTEN_CODE_ART = [
+    ("ttt", TTT_EN, TTT_RU), ("ttt2", TTT2_EN, TTT2_RU), ("chess", CHESS_EN, CHESS_RU), ("maze", MAZE_EN, MAZE_RU),
+    ("box", BOX_EN, BOX_RU), ("hangman", HANGMAN_EN, HANGMAN_RU), ("table", TABLE_EN, TABLE_RU),
+    ("py", PY_EN, PY_RU), ("js", JS_EN, JS_RU), ("sql", SQL_EN, SQL_RU), ("bash", BASH_EN, BASH_RU),
+    ("c", C_EN, C_RU), ("loop", LOOP_EN, LOOP_RU), ("class", CLASS_EN, CLASS_RU), ("url", URL_EN, URL_RU),
+]
+
+# legitimately repetitive sources and their translations: (name, user_en, asst_en, user_ru, asst_ru)
+REPETITIVE = [
+    ("birthday", "Write the lyrics of the birthday song with the name Anna.",
+     "Happy birthday to you\nHappy birthday to you\nHappy birthday, dear Anna\nHappy birthday to you",
+     "Напиши слова песни на день рождения с именем Анна.",
+     "С днём рождения тебя\nС днём рождения тебя\nС днём рождения, дорогая Анна\nС днём рождения тебя"),
+    ("shining", "What does Jack type over and over in The Shining? Show a few lines.",
+     "All work and no play makes Jack a dull boy.\nAll work and no play makes Jack a dull boy.\n"
+     "All work and no play makes Jack a dull boy.\nAll work and no play makes Jack a dull boy.\n"
+     "All work and no play makes Jack a dull boy.",
+     "Что Джек печатает снова и снова в «Сиянии»? Покажи несколько строк.",
+     "Делу время, потехе час, а Джек скучный парень.\nДелу время, потехе час, а Джек скучный парень.\n"
+     "Делу время, потехе час, а Джек скучный парень.\nДелу время, потехе час, а Джек скучный парень.\n"
+     "Делу время, потехе час, а Джек скучный парень."),
+    ("punishment", "My teacher made me write a sentence ten times. Write it for me: I will not talk in class.",
+     "I will not talk in class. I will not talk in class. I will not talk in class. I will not talk in class. "
+     "I will not talk in class. I will not talk in class. I will not talk in class. I will not talk in class. "
+     "I will not talk in class. I will not talk in class.",
+     "Учитель заставил меня написать предложение десять раз. Напиши его за меня: я не буду болтать на уроке.",
+     "Я не буду болтать на уроке. Я не буду болтать на уроке. Я не буду болтать на уроке. Я не буду болтать на уроке. "
+     "Я не буду болтать на уроке. Я не буду болтать на уроке. Я не буду болтать на уроке. Я не буду болтать на уроке. "
+     "Я не буду болтать на уроке. Я не буду болтать на уроке."),
+    ("row", "Sing me the first verse of Row, Row, Row Your Boat.",
+     "Row, row, row your boat,\nGently down the stream.\nMerrily, merrily, merrily, merrily,\nLife is but a dream.",
+     "Спой мне первый куплет песенки Row, Row, Row Your Boat.",
+     "Греби, греби, греби на лодке\nТихо вниз по реке.\nВесело, весело, весело, весело,\nЖизнь - всего лишь сон."),
+    ("raven", "Quote the refrain lines of The Raven by Poe.",
+     "Quoth the Raven, \"Nevermore.\"\nQuoth the Raven, \"Nevermore.\"\nQuoth the Raven, \"Nevermore.\"\n"
+     "Quoth the Raven, \"Nevermore.\"",
+     "Процитируй строки рефрена из «Ворона» По.",
+     "Каркнул Ворон: \"Никогда\".\nКаркнул Ворон: \"Никогда\".\nКаркнул Ворон: \"Никогда\".\nКаркнул Ворон: \"Никогда\"."),
+    ("laugh", "Tell me a joke and laugh at it.",
+     "Why did the scarecrow win an award? Because he was outstanding in his field! Ha ha ha ha ha!",
+     "Расскажи анекдот и посмейся над ним.",
+     "Почему чучело получило награду? Потому что оно было лучшим в своем поле! Ха ха ха ха ха!"),
+    ("countdown", "Count down from ten for the rocket launch.",
+     "Ten, nine, eight, seven, six, five, four, three, two, one... Liftoff! Go, go, go!",
+     "Сделай обратный отсчет от десяти для запуска ракеты.",
+     "Десять, девять, восемь, семь, шесть, пять, четыре, три, два, один... Старт! Вперед, вперед, вперед!"),
+    ("schedule", "Make me a simple weekly running schedule.",
+     "- Monday: rest\n- Tuesday: run 5 km\n- Wednesday: rest\n- Thursday: run 5 km\n- Friday: rest\n"
+     "- Saturday: run 10 km\n- Sunday: rest",
+     "Составь мне простой недельный график пробежек.",
+     "- Понедельник: отдых\n- Вторник: бег 5 км\n- Среда: отдых\n- Четверг: бег 5 км\n- Пятница: отдых\n"
+     "- Суббота: бег 10 км\n- Воскресенье: отдых"),
+    ("scream", "How would a cartoon character scream when he sees a spider?",
+     "Aaaaaaaaaaaah! A spider! Help, help, help!",
+     "Как бы закричал мультяшный персонаж, увидев паука?",
+     "Аааааааааааа! Паук! Помогите, помогите, помогите!"),
+    ("chorus", "Write a short cheerful chorus for a children's song about the sun.",
+     "Shine, shine, shine on me,\nShine on the river, shine on the tree.\nShine, shine, shine on me,\n"
+     "Shine on the river, shine on the tree.",
+     "Напиши короткий веселый припев для детской песни о солнце.",
+     "Свети, свети, свети на меня,\nСвети на реку, свети на дерево.\nСвети, свети, свети на меня,\n"
+     "Свети на реку, свети на дерево."),
+    ("mantra", "Give me a short mantra to repeat when I feel anxious.",
+     "Breathe in, breathe out. Breathe in, breathe out. Breathe in, breathe out. I am calm, I am safe, I am here.",
+     "Дай мне короткую мантру, которую можно повторять, когда я тревожусь.",
+     "Вдох, выдох. Вдох, выдох. Вдох, выдох. Я спокоен, я в безопасности, я здесь."),
+    ("knock", "Tell me a knock-knock joke.",
+     "Knock, knock.\nWho's there?\nLettuce.\nLettuce who?\nLettuce in, it's cold out here!",
+     "Расскажи мне шутку в стиле «тук-тук».",
+     "Тук-тук.\nКто там?\nСалат.\nКакой салат?\nСалат-латук, впусти, тут холодно!"),
+]
+
+# wrong-language outputs written by hand: (user_en, asst_en, user_xx, asst_xx)
+WRONG_LANGUAGE = [
+    ("How do I find a job?",
+     "The best way to find a job is to create a strong resume and a cover letter, search online for openings and talk to people in your field.",
+     "Як мені знайти роботу?",
+     "Найкращий спосіб знайти роботу - створити сильне резюме та супровідний лист, шукати вакансії в інтернеті й спілкуватися з людьми у своїй галузі."),
+    ("Why do cats purr?",
+     "Cats purr when they are relaxed and happy, but they also purr to calm themselves when they are stressed or in pain.",
+     "Чому коти муркочуть?",
+     "Коти муркочуть, коли вони розслаблені й щасливі, але також муркочуть, щоб заспокоїтися, коли їм страшно або боляче."),
+    ("What is the capital of France?",
+     "The capital of France is Paris, which is also the largest city in the country and its cultural center.",
+     "Яка столиця Франції?",
+     "Столиця Франції - Париж, який також є найбільшим містом країни та її культурним центром."),
+    ("How can I sleep better?",
+     "Go to bed at the same time every day, keep your bedroom dark and cool, and avoid screens and coffee in the evening.",
+     "Wie kann ich besser schlafen?",
+     "Gehen Sie jeden Tag zur gleichen Zeit ins Bett, halten Sie Ihr Schlafzimmer dunkel und kühl und vermeiden Sie abends Bildschirme und Kaffee."),
+    ("What is photosynthesis?",
+     "Photosynthesis is the process by which plants use sunlight, water and carbon dioxide to make sugar and release oxygen.",
+     "¿Qué es la fotosíntesis?",
+     "La fotosíntesis es el proceso mediante el cual las plantas usan la luz del sol, el agua y el dióxido de carbono para producir azúcar y liberar oxígeno."),
+    ("Give me a tip for learning a new language.",
+     "Practice a little every day, listen to native speakers and do not be afraid of making mistakes when you speak.",
+     "Donne-moi un conseil pour apprendre une nouvelle langue.",
+     "Pratiquez un peu chaque jour, écoutez des locuteurs natifs et n'ayez pas peur de faire des erreurs quand vous parlez."),
+]
+
+# MT-style keyword translations (the paper: "even language keywords were translated")
+KEYWORDS_RU = {
+    "def": "определить", "return": "вернуть", "print": "печать", "import": "импорт", "from": "из",
+    "for": "для", "in": "в", "if": "если", "else": "иначе", "elif": "иначе_если", "while": "пока",
+    "class": "класс", "function": "функция", "const": "константа", "let": "пусть", "await": "ждать",
+    "async": "асинхронный", "True": "Истина", "False": "Ложь", "None": "Ничто", "int": "целое",
+    "local": "локальный", "end": "конец", "then": "тогда", "do": "делать", "not": "не", "and": "и",
+    "or": "или", "new": "новый", "try": "попробовать", "except": "кроме", "with": "с", "as": "как",
+    "lambda": "лямбда", "pass": "пропустить", "break": "прервать", "raise": "поднять", "self": "сам",
+    "include": "включить", "main": "главная", "void": "пустота", "describe": "описать", "it": "это",
+    "FROM": "ИЗ", "RUN": "ЗАПУСК", "COPY": "КОПИРОВАТЬ", "CMD": "КОМАНДА", "WORKDIR": "РАБОЧИЙКАТАЛОГ",
+    "SELECT": "ВЫБРАТЬ", "ORDER": "ПОРЯДОК", "BY": "ПО", "LIMIT": "ПРЕДЕЛ", "DESC": "УБЫВ",
+    "find": "найти", "require": "требовать", "true": "истина", "false": "ложь", "nil": "ноль",
+    "pairs": "пары", "math": "математика", "game": "игра", "console": "консоль", "log": "журнал",
+}
+
+
+# ---- the Russian text pool -----------------------------------------------------------------------
+
+_OK_SENT = re.compile(r"^[А-Яа-яЁё][А-Яа-яЁё ,\-:;()]*[.!?]$")
+
+
+def russian_pool(dolly_pairs: list[dict], chip2: list[dict]) -> tuple[list[str], list[str]]:
+    texts = [p["ru_mt"] for p in dolly_pairs]
+    for r in chip2:
+        texts += [r["user_translated"], r["bot_translated"]]
+    sents: list[str] = []
+    for t in texts:
+        for s in re.split(r"(?<=[.!?])\s+", t.replace("\n", " ")):
+            s = s.strip()
+            if 15 <= len(s) <= 200 and _OK_SENT.match(s) and " - " not in s:
+                sents.append(s)
+    sents = sorted(set(sents))
+    ws = sorted({w.lower() for s in sents for w in re.findall(r"[А-Яа-яЁё]{4,}", s)})
+    return sents, ws
+
+
+class OurTranslator:
+    """Stand-in for our translator: segment() decides what is translated; units get Russian prose."""
+
+    def __init__(self, sents: list[str], words: list[str], rng: random.Random) -> None:
+        self.rng = rng
+        self.sents = list(sents)
+        self.words = list(words)
+        rng.shuffle(self.sents)
+        self.k = 0
+        self.memo: dict[str, str] = {}
+
+    def _next_sentence(self) -> str:
+        s = self.sents[self.k % len(self.sents)]
+        self.k += 1
+        return s
+
+    def unit(self, u: str) -> str:
+        if u in self.memo:
+            return self.memo[u]
+        target = max(3, int(len(u) * self.rng.uniform(1.0, 1.2)))
+        if len(u) < 25:
+            out = []
+            while len(" ".join(out)) < target:
+                out.append(self.rng.choice(self.words))
+            text = " ".join(out)
+            if u[:1].isupper():
+                text = text[:1].upper() + text[1:]
+        else:
+            out = []
+            while len(" ".join(out)) < target:
+                out.append(self._next_sentence())
+            text = " ".join(out)
+            if len(text) > 1.3 * target:  # cut the last sentence near the target length
+                cut = text.rfind(" ", 0, target)
+                text = text[: cut if cut > 0 else target].rstrip(",;:- ")
+        tail = re.search(r"[.:?!]$", u)
+        text = text.rstrip(".!?:")
+        if tail:
+            text += tail.group(0)
+        self.memo[u] = text
+        return text
+
+    def __call__(self, text: str) -> str:
+        return "".join(self.unit(p.text) if p.translate else p.text for p in segment(text))
+
+
+# ---- corruptions ---------------------------------------------------------------------------------
+
+def ru_messages(d: dict) -> list[list[str]]:
+    return [[m["role"], m["content"]] for m in d["messages"]]
+
+
+def with_messages(d: dict, msgs: list[list[str]] | list[tuple[str, str]], suffix: str) -> dict:
+    out = json.loads(json.dumps(d))
+    out["id"] = d["id"] + ":" + suffix
+    out["messages"] = [{"role": r, "content": c} for r, c in msgs]
+    return out
+
+
+def longest_message_index(d: dict) -> int:
+    lens = [len(m["content"]) for m in d["messages"]]
+    return max(range(len(lens)), key=lambda i: (d["messages"][i]["role"] == "assistant", lens[i]))
+
+
+def prose_line_indices(text: str, min_len: int = 40) -> list[int]:
+    """Lines that are plain Russian prose (no code/art), long enough to corrupt."""
+    lines = text.split("\n")
+    fenced = False
+    out = []
+    for i, ln in enumerate(lines):
+        if ln.strip().startswith(("```", "~~~")):
+            fenced = not fenced
+            continue
+        if fenced or ln.startswith(("    ", "\t", "|")):
+            continue
+        if len(ln) >= min_len and len(re.findall(r"[А-Яа-яЁё]", ln)) > 0.6 * len(ln.replace(" ", "")):
+            out.append(i)
+    return out
+
+
+def corrupt_line(d: dict, rng: random.Random, fn, suffix: str) -> dict | None:
+    """Apply fn(line, rng) -> new line to one prose line of the longest message."""
+    msgs = ru_messages(d)
+    order = sorted(range(len(msgs)), key=lambda i: -len(msgs[i][1]))
+    for mi in order:
+        idx = prose_line_indices(msgs[mi][1])
+        if not idx:
+            continue
+        lines = msgs[mi][1].split("\n")
+        li = rng.choice(idx)
+        lines[li] = fn(lines[li], rng)
+        msgs[mi][1] = "\n".join(lines)
+        return with_messages(d, msgs, suffix)
+    return None
+
+
+def _cut_words(line: str, rng: random.Random) -> tuple[list[str], int]:
+    ws = line.split(" ")
+    k = rng.randint(max(2, len(ws) // 3), max(2, len(ws) - 1))
+    return ws, k
+
+
+def loop_phrase(line: str, rng: random.Random) -> str:
+    ws, k = _cut_words(line, rng)
+    m = rng.randint(2, 4)
+    phrase = " ".join(w.strip(".,;:!?") for w in ws[max(0, k - m) : k])
+    reps = rng.randint(4, 12)
+    return " ".join(ws[:k]) + ", " + ", ".join([phrase] * reps)
+
+
+def loop_token(line: str, rng: random.Random) -> str:
+    ws, k = _cut_words(line, rng)
+    w = ws[k - 1].strip(".,;:!?") or "и"
+    sep = rng.choice([" ", ", "])
+    return " ".join(ws[:k]) + sep + sep.join([w] * rng.randint(5, 25))
+
+
+def loop_char(line: str, rng: random.Random) -> str:
+    ws, k = _cut_words(line, rng)
+    c = rng.choice([":", "-", "!", "=", "*", "_", ".", "?", "а", "о", ")", "~"])
+    return " ".join(ws[:k]) + rng.choice(["", " "]) + c * rng.randint(8, 40)
+
+
+def loop_nospace(line: str, rng: random.Random) -> str:
+    ws, k = _cut_words(line, rng)
+    m = rng.randint(1, 3)
+    unit = " ".join(w.strip(".,;:!?") for w in ws[max(0, k - m) : k])
+    unit = unit[:1].upper() + unit[1:]
+    return " ".join(ws[:k]) + " " + unit * rng.randint(3, 8)
+
+
+def loop_sentence(line: str, rng: random.Random) -> str:
+    sents = re.split(r"(?<=[.!?])\s+", line)
+    s = max(sents, key=len)
+    return line + " " + " ".join([s] * rng.randint(3, 6))
+
+
+def make_fragment_inserter(fragment: str, mode: str):
+    def fn(line: str, rng: random.Random) -> str:
+        ws = line.split(" ")
+        k = rng.randint(1, max(1, len(ws) - 1))
+        if mode == "append":
+            return line + " " + fragment
+        if mode == "replace_tail":
+            return " ".join(ws[:k]) + " " + fragment
+        return " ".join(ws[:k]) + " " + fragment + " " + " ".join(ws[k:])
+
+    return fn
+
+
+def hallucinate_long(d: dict, rng: random.Random, tr: OurTranslator) -> dict:
+    msgs = ru_messages(d)
+    mi = longest_message_index(d)
+    base = msgs[mi][1]
+    extra = []
+    while len(" ".join(extra)) < 1.6 * len(base) + 60:
+        extra.append(tr._next_sentence())
+    lines = base.split("\n")
+    li = max(range(len(lines)), key=lambda i: len(lines[i]))
+    lines[li] = lines[li] + " " + " ".join(extra)
+    msgs[mi][1] = "\n".join(lines)
+    return with_messages(d, msgs, "long")
+
+
+def truncate(d: dict, rng: random.Random) -> dict:
+    msgs = ru_messages(d)
+    mi = longest_message_index(d)
+    text = msgs[mi][1]
+    cut = int(len(text) * rng.uniform(0.1, 0.35))
+    cut = text.rfind(" ", 0, max(cut, 1)) if " " in text[:cut] else cut
+    msgs[mi][1] = text[: max(cut, 1)].rstrip()
+    return with_messages(d, msgs, "trunc")
+
+
+def break_roles(d: dict, rng: random.Random, variant: int) -> dict:
+    msgs = ru_messages(d)
+    if variant == 0:  # roles swapped
+        msgs = [["assistant" if r == "user" else "user", c] for r, c in msgs]
+    elif variant == 1:  # answer lost
+        msgs = msgs[:-1]
+    elif variant == 2:  # user and answer merged into one message
+        msgs = [["user", "\n".join(c for _, c in msgs)]]
+    elif variant == 3:  # a message duplicated
+        msgs = msgs + [msgs[-1]]
+    else:  # a system message invented
+        msgs = [["system", "Ты полезный помощник."], *msgs]
+    return with_messages(d, msgs, f"roles{variant}")
+
+
+def empty_message(d: dict, rng: random.Random) -> dict:
+    msgs = ru_messages(d)
+    msgs[rng.randrange(len(msgs))][1] = rng.choice(["", " ", "\n"])
+    return with_messages(d, msgs, "empty")
+
+
+def merge_lines(d: dict, rng: random.Random) -> dict | None:
+    msgs = ru_messages(d)
+    multi = [i for i, (_, c) in enumerate(msgs) if c.count("\n") >= 2]
+    if not multi:
+        return None
+    mi = rng.choice(multi)
+    msgs[mi][1] = re.sub(r"\s*\n\s*", " ", msgs[mi][1])
+    return with_messages(d, msgs, "merged")
+
+
+def untranslated(en: dict, ru: dict, rng: random.Random, variant: int) -> dict:
+    msgs = ru_messages(ru)
+    en_msgs = ru_messages(en)
+    if variant == 0:  # everything copied
+        msgs = en_msgs
+    else:  # the longest answer left in English
+        mi = longest_message_index(en)
+        msgs[mi][1] = en_msgs[mi][1]
+    return with_messages(ru, msgs, f"untr{variant}")
+
+
+def untranslated_line(en: dict, ru: dict, rng: random.Random) -> dict | None:
+    msgs, en_msgs = ru_messages(ru), ru_messages(en)
+    for mi in sorted(range(len(msgs)), key=lambda i: -len(msgs[i][1])):
+        rl, el = msgs[mi][1].split("\n"), en_msgs[mi][1].split("\n")
+        if len(rl) != len(el):
+            continue
+        cands = [i for i in prose_line_indices(msgs[mi][1]) if len(re.findall(r"\b[a-z]{2,}\b", el[i])) >= 8]
+        if cands:
+            i = rng.choice(cands)
+            rl[i] = el[i]
+            msgs[mi][1] = "\n".join(rl)
+            return with_messages(ru, msgs, "untrline")
+    return None
+
+
+# code corruptions: applied to the lines inside fences / code-looking lines of the translation
+
+def code_line_mask(text: str) -> list[bool]:
+    from ruinstruct.translate.segment import looks_like_code
+
+    lines = text.split("\n")
+    mask, fenced = [], False
+    for ln in lines:
+        if ln.strip().startswith("```"):
+            if not (ln.strip().endswith("```") and len(ln.strip()) > 3 and ln.strip() != "```"):
+                fenced = not fenced
+            mask.append(False)
+            continue
+        mask.append(fenced or (bool(ln.strip()) and looks_like_code(ln.strip())))
+    return mask
+
+
+def map_code_lines(d: dict, fn, suffix: str) -> dict | None:
+    msgs = ru_messages(d)
+    changed = False
+    for m in msgs:
+        lines = m[1].split("\n")
+        mask = code_line_mask(m[1])
+        new = [fn(ln) if mk else ln for ln, mk in zip(lines, mask, strict=True)]
+        if new != lines:
+            changed = True
+        m[1] = "\n".join(new)
+    return with_messages(d, msgs, suffix) if changed else None
+
+
+_STR_OR_COMMENT = re.compile(r"(\"[^\"\n]*\"|'[^'\n]*'|`[^`\n]*`|(?:^|\s)(?:#|//).*$)")
+
+
+def _outside_strings(line: str, fn) -> str:
+    parts = _STR_OR_COMMENT.split(line)
+    return "".join(p if i % 2 else fn(p) for i, p in enumerate(parts))
+
+
+def translate_keywords(rng: random.Random):
+    p = rng.uniform(0.5, 1.0)
+
+    def sub(m: re.Match) -> str:
+        w = m.group(0)
+        return KEYWORDS_RU[w] if w in KEYWORDS_RU and rng.random() < p else w
+
+    return lambda ln: _outside_strings(ln, lambda s: re.sub(r"\b[A-Za-z]+\b", sub, s))
+
+
+def translate_identifiers(text: str, rng: random.Random, words: list[str]):
+    idents = sorted({w for w in re.findall(r"\b[a-z][a-z0-9]*(?:_[a-z0-9]+)+\b|\b[a-z]+[A-Z]\w*\b", text)})
+    if not idents:
+        idents = sorted({w for w in re.findall(r"\b[a-z]{4,}\b", text) if w not in KEYWORDS_RU})
+    pick = rng.sample(idents, min(len(idents), rng.randint(1, 3)))
+    mapping = {w: rng.choice(words) + "_" + rng.choice(words) for w in pick}
+    return lambda ln: _outside_strings(ln, lambda s: re.sub(r"\b\w+\b", lambda m: mapping.get(m.group(0), m.group(0)), s))
+
+
+def strip_indent(ln: str) -> str:
+    return ln.lstrip()
+
+
+def punct_changes(rng: random.Random):
+    ops = rng.sample(
+        [
+            lambda s: re.sub(r'"([^"\n]*)"', r"«\1»", s),
+            lambda s: s.replace("==", "="),
+            lambda s: s.replace("{", "(").replace("}", ")"),
+            lambda s: re.sub(r":\s*$", ".", s),
+            lambda s: s.replace("[", "(").replace("]", ")"),
+            lambda s: re.sub(r"(\w)_(\w)", r"\1 \2", s),
+            lambda s: s.replace("(", " (").replace(")", ") "),
+            lambda s: s.replace(";", "."),
+        ],
+        2,
+    )
+
+    def fn(ln: str) -> str:
+        for op in ops:
+            ln = op(ln)
+        return ln
+
+    return fn
+
+
+def translate_comments(words: list[str], rng: random.Random):
+    def fn(ln: str) -> str:
+        m = re.search(r"(^|\s)(#|//)\s?(.*)$", ln)
+        if not m or ln.strip().startswith("#include") or not re.search(r"[A-Za-z]{2,}", m.group(3)):
+            return ln
+        n = max(1, len(m.group(3).split()))
+        ru = " ".join(rng.choice(words) for _ in range(n)).capitalize()
+        return ln[: m.start(3)] + ru
+
+    return fn
+
+
+def translate_inline(d: dict, rng: random.Random, words: list[str]) -> dict | None:
+    msgs = ru_messages(d)
+    changed = False
+    for m in msgs:
+        lines = m[1].split("\n")
+        mask = code_line_mask(m[1])
+        for i, ln in enumerate(lines):
+            if mask[i] or ln.strip().startswith("```"):
+                continue
+            new = re.sub(r"`([^`\n]+)`", lambda mm: rng.choice([f"`{rng.choice(words)}`", rng.choice(words)]), ln)
+            if new != ln:
+                lines[i], changed = new, True
+        m[1] = "\n".join(lines)
+    return with_messages(d, msgs, "inline") if changed else None
+
+
+# ASCII art / board / table corruptions
+
+def art_line_mask(text: str) -> list[bool]:
+    out = []
+    for ln in text.split("\n"):
+        ns = sum(1 for c in ln if not c.isspace())
+        wl = sum(len(w) for w in re.findall(r"[^\W\d_]{2,}", ln))
+        out.append(ns >= 3 and wl < 0.3 * ns and not ln.strip().startswith("```"))
+    return out
+
+
+_HOMO = {"X": "Х", "O": "О", "x": "х", "o": "о", "P": "Р", "p": "р", "B": "В", "K": "К", "c": "с", "e": "е", "a": "а", "H": "Н", "M": "М", "T": "Т", "E": "Е"}
+_SYM = {"_": "-", "/": "|", "\\": "/", "|": "I", "-": "—", "'": "’", '"': "«", "=": "-", "~": "-", "^": "'", "*": "x", "+": "-", "#": "Н", "[": "(", "]": ")", "(": "[", ")": "]", ".": ",", ":": ";", "@": "а", "<": "«", ">": "»", "`": "'"}
+
+
+def break_art(d: dict, rng: random.Random, variant: str) -> dict | None:
+    msgs = ru_messages(d)
+    changed = False
+    for m in msgs:
+        lines = m[1].split("\n")
+        mask = art_line_mask(m[1])
+        idx = [i for i, mk in enumerate(mask) if mk]
+        if not idx:
+            continue
+        if variant == "chars":
+            for i in rng.sample(idx, min(len(idx), rng.randint(1, 3))):
+                chars = list(lines[i])
+                pos = [k for k, c in enumerate(chars) if c in _SYM or c in _HOMO]
+                for k in rng.sample(pos, min(len(pos), rng.randint(1, 3))):
+                    chars[k] = _HOMO.get(chars[k]) or _SYM[chars[k]]
+                lines[i] = "".join(chars)
+        elif variant == "homoglyph":  # X/O and other letters written in Cyrillic
+            for i in idx:
+                lines[i] = "".join(_HOMO.get(c, c) for c in lines[i])
+        elif variant == "reflow":  # whitespace normalised the way MT output is
+            for i in idx:
+                lines[i] = re.sub(r"\s+", " ", lines[i]).strip()
+        elif variant == "dash":  # MT typography: -- to em dash, quotes
+            for i in idx:
+                lines[i] = lines[i].replace("---", "—").replace("--", "—").replace('"', "»").replace("...", "…")
+        new = "\n".join(lines)
+        if new != m[1]:
+            m[1], changed = new, True
+    return with_messages(d, msgs, f"art_{variant}") if changed else None
+
+
+def break_table(d: dict, rng: random.Random, variant: int) -> dict | None:
+    msgs = ru_messages(d)
+    for m in msgs:
+        lines = m[1].split("\n")
+        delim = [i for i, ln in enumerate(lines) if re.fullmatch(r"\s*\|?\s*:?-+:?\s*(\|\s*:?-+:?\s*)*\|?\s*", ln) and "|" in ln]
+        if not delim:
+            continue
+        di = delim[0]
+        body = [i for i in range(di + 1, len(lines)) if lines[i].count("|") >= 2]
+        if variant == 0:  # delimiter row typographed
+            lines[di] = lines[di].replace("---", "—").replace("--", "—")
+        elif variant == 1 and body:  # two cells merged (a pipe lost)
+            i = rng.choice(body)
+            k = [j for j, c in enumerate(lines[i]) if c == "|"]
+            if len(k) >= 3:
+                j = k[len(k) // 2]
+                lines[i] = lines[i][:j] + lines[i][j + 1 :]
+        elif variant == 2 and body:  # numeric cells rewritten (decimal comma, Cyrillic x, spaces)
+            for i in rng.sample(body, min(len(body), 3)):
+                lines[i] = re.sub(r"(\d)\.(\d)", r"\1,\2", lines[i]).replace(" x ", " х ")
+                lines[i] = re.sub(r"(\d),(\d{3})", r"\1 \2", lines[i]) if "," in lines[i] else lines[i] + ""
+        new = "\n".join(lines)
+        if new != m[1]:
+            m[1] = new
+            return with_messages(d, msgs, f"table{variant}")
+    return None
+
+
+# ---- build ---------------------------------------------------------------------------------------
+
+def build(shared: Path) -> list[dict]:
+    rng = random.Random(SEED)
+    data = shared / "data"
+    dolly_pairs = read_jsonl(data / "mt_ru_samples/dolly_en_ru_m2m100_log_pairs.jsonl")
+    chip2 = read_jsonl(data / "instruct/chip2_instruct_alpha_v6a_2_en_ru_sample.jsonl")
+    examples = read_jsonl(data / "filter_examples/en_code_ascii_tables.jsonl")
+    fragments = [r["fragment"] for r in read_jsonl(data / "mt_ru_samples/degenerate_fragments_ru_lm_filter_rules.jsonl")]
+    assert len(dolly_pairs) == 60 and len(chip2) == 102 and len(examples) == 40 and len(fragments) == 13
+    sents, words = russian_pool(dolly_pairs, chip2)
+
+    rows: list[dict] = []
+
+    def add(label: str, kind: str, en: dict, ru: dict) -> None:
+        rows.append({"id": f"{kind}-{sum(r['kind'] == kind for r in rows):03d}", "label": label, "kind": kind, "en": en, "ru": ru})
+
+    # -- good: real MT ------------------------------------------------------------------------
+    for k, (ctx, ins, resp) in enumerate(DOLLY_GROUPS):
+        def txt(i, key):
+            return dolly_pairs[i][key]
+
+        u_en = txt(ins, "en") + (("\n\n" + txt(ctx, "en")) if ctx is not None else "")
+        u_ru = txt(ins, "ru_mt") + (("\n\n" + txt(ctx, "ru_mt")) if ctx is not None else "")
+        en, ru = pair(f"dolly:{k}", "dolly", [("user", u_en), ("assistant", txt(resp, "en"))],
+                      [("user", u_ru), ("assistant", txt(resp, "ru_mt"))])
+        add("good", "dolly_real", en, ru)
+    for k, r in enumerate(chip2):
+        en, ru = pair(f"chip2:{k}", "chip2", [("user", r["user"]), ("assistant", r["bot"])],
+                      [("user", r["user_translated"]), ("assistant", r["bot_translated"])])
+        merged = any(a.strip().count("\n") != b.strip().count("\n") for a, b in
+                     ((r["user"], r["user_translated"]), (r["bot"], r["bot_translated"])))
+        add("corrupt" if merged else "good", "real_lines_merged" if merged else "chip2_real", en, ru)
+
+    # -- good: our translator on code / art / tables --------------------------------------------
+    tr = OurTranslator(sents, words, random.Random(SEED + 1))
+    for ex in examples:
+        if "message_id" not in ex:
+            continue  # AlpacaEval rows: non-commercial data license, left out
+        tr.memo.clear()
+        if ex["role"] == "prompter":
+            en_msgs = [("user", ex["text"]), ("assistant", "Sure, here it is.")]
+        else:
+            en_msgs = [("user", ex["parent_prompt"]), ("assistant", ex["text"])]
+        en, ru = pair(f"oasst1:{ex['message_id']}", "oasst1", en_msgs, [(r, tr(c)) for r, c in en_msgs])
+        ru["meta"] = {"kind": ex["kind"]}
+        add("good", "ours_code_art", en, ru)
+    for name, en_text, ru_text in HANDWRITTEN_CODE_ART:
+        eu, ea = en_text.split("\n---\n", 1) if "\n---\n" in en_text else ("Let's continue.", en_text)
+        ruu, rua = ru_text.split("\n---\n", 1) if "\n---\n" in ru_text else ("Давай продолжим.", ru_text)
+        en, ru = pair(f"local/handwritten:{name}", "local/handwritten", [("user", eu), ("assistant", ea)],
+                      [("user", ruu), ("assistant", rua)])
+        add("good", "handwritten_code_art", en, ru)
+    for name, ue, ae, ur, ar in REPETITIVE:
+        en, ru = pair(f"local/handwritten:rep-{name}", "local/handwritten", [("user", ue), ("assistant", ae)],
+                      [("user", ur), ("assistant", ar)])
+        add("good", "repetitive_source", en, ru)
+
+    goods = [(r["en"], r["ru"]) for r in rows if r["label"] == "good"]
+    prose_goods = [(e, r) for e, r in goods if e["source"] in ("dolly", "chip2")]
+    code_goods = [
+        (r["en"], r["ru"]) for r in rows
+        if r["label"] == "good" and (r["kind"] in ("ours_code_art", "handwritten_code_art"))
+        and any(any(code_line_mask(m["content"])) for m in r["ru"]["messages"])
+    ]
+    art_goods = [
+        (r["en"], r["ru"]) for r in rows
+        if r["label"] == "good" and r["kind"] in ("ours_code_art", "handwritten_code_art")
+        and any(any(art_line_mask(m["content"])) for m in r["ru"]["messages"])
+    ]
+    table_goods = [(e, r) for e, r in art_goods if "|---" in json.dumps(r, ensure_ascii=False) or "| ---" in json.dumps(r, ensure_ascii=False) or "|----" in json.dumps(r, ensure_ascii=False)]
+
+    # good: code whose comments were translated (program intact)
+    for en, ru in rng.sample(code_goods, 6):
+        c = map_code_lines(ru, translate_comments(words, rng), "comments")
+        if c is not None and c != ru:
+            add("good", "code_comments_translated", en, c)
+
+    # -- corrupt --------------------------------------------------------------------------------
+    def sample(pool, n):
+        return [pool[i] for i in sorted(rng.sample(range(len(pool)), min(n, len(pool))))]
+
+    for kind, fn, n in (
+        ("loop_phrase", loop_phrase, 12),
+        ("loop_token", loop_token, 9),
+        ("loop_char", loop_char, 9),
+        ("loop_nospace", loop_nospace, 8),
+        ("loop_sentence", loop_sentence, 8),
+    ):
+        for en, ru in sample(prose_goods + code_goods[:6], n):
+            c = corrupt_line(ru, rng, fn, kind)
+            if c is not None:
+                add("corrupt", kind, en, c)
+
+    for fi, frag in enumerate(fragments):
+        for mode in ("inside", "replace_tail"):
+            en, ru = rng.choice(prose_goods)
+            c = corrupt_line(ru, rng, make_fragment_inserter(frag, mode), f"frag{fi}{mode[0]}")
+            if c is not None:
+                add("corrupt", "degenerate_fragment", en, c)
+
+    for en, ru in sample(prose_goods, 6):
+        add("corrupt", "hallucinated_long", en, hallucinate_long(ru, rng, tr))
+
+    for en, ru in sample(code_goods, 16):
+        c = map_code_lines(ru, translate_keywords(rng), "kw")
+        if c is not None:
+            add("corrupt", "translated_code_keywords", en, c)
+    for en, ru in sample(code_goods, 8):
+        text = "\n".join(m["content"] for m in ru["messages"])
+        c = map_code_lines(ru, translate_identifiers(text, rng, words), "ident")
+        if c is not None:
+            add("corrupt", "translated_code_identifiers", en, c)
+    for en, ru in sample([g for g in code_goods if re.search(r"\n[ \t]+\S", g[1]["messages"][-1]["content"])], 8):
+        c = map_code_lines(ru, strip_indent, "indent")
+        if c is not None:
+            add("corrupt", "code_indent_stripped", en, c)
+    for en, ru in sample(code_goods, 8):
+        c = map_code_lines(ru, punct_changes(rng), "punct")
+        if c is not None:
+            add("corrupt", "code_punctuation_changed", en, c)
+    inline_pool = [g for g in goods if re.search(r"(?<!`)`[^`\n]+`(?!`)", g[1]["messages"][-1]["content"])]
+    for en, ru in sample(inline_pool, 6):
+        c = translate_inline(ru, rng, words)
+        if c is not None:
+            add("corrupt", "inline_code_translated", en, c)
+
+    boards = [g for g in art_goods if g[0]["id"].split(":")[-1] in BOARDS]
+    oasst_art = [g for g in art_goods if g[1].get("meta", {}).get("kind") == "ascii_art"]
+    for variant, n in (("chars", 8), ("homoglyph", 4), ("reflow", 6), ("dash", 4)):
+        for en, ru in sample(oasst_art, n):
+            c = break_art(ru, rng, variant)
+            if c is not None:
+                add("corrupt", "broken_ascii", en, c)
+    for en, ru in boards:
+        for variant in ("homoglyph", "reflow", "chars"):
+            c = break_art(ru, rng, variant)
+            if c is not None:
+                add("corrupt", "broken_board", en, c)
+    for variant in (0, 1, 2):
+        for en, ru in sample(table_goods, 3):
+            c = break_table(ru, rng, variant)
+            if c is not None:
+                add("corrupt", "broken_table", en, c)
+
+    for en, ru in sample(prose_goods + code_goods, 6):
+        add("corrupt", "untranslated", en, untranslated(en, ru, rng, 0))
+    for en, ru in sample(prose_goods + code_goods, 6):
+        add("corrupt", "untranslated", en, untranslated(en, ru, rng, 1))
+    for en, ru in sample([g for g in goods if g[1]["source"] != "local/handwritten"], 12):
+        c = untranslated_line(en, ru, rng)
+        if c is not None:
+            add("corrupt", "untranslated_line", en, c)
+    for k, (ue, ae, ux, ax) in enumerate(WRONG_LANGUAGE):
+        en, ru = pair(f"local/handwritten:wrong-{k}", "local/handwritten", [("user", ue), ("assistant", ae)],
+                      [("user", ux), ("assistant", ax)])
+        add("corrupt", "wrong_language", en, ru)
+
+    for en, ru in sample([g for g in goods if len(g[0]["messages"][-1]["content"]) >= 80], 10):
+        add("corrupt", "truncated", en, truncate(ru, rng))
+    for v in range(5):
+        en, ru = rng.choice(goods)
+        add("corrupt", "role_broken", en, break_roles(ru, rng, v))
+    for en, ru in sample(goods, 5):
+        add("corrupt", "empty_message", en, empty_message(ru, rng))
+    for en, ru in sample([g for g in goods if any(m["content"].count("\n") >= 2 for m in g[1]["messages"])], 6):
+        c = merge_lines(ru, rng)
+        if c is not None:
+            add("corrupt", "lines_merged", en, c)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
+    ap.add_argument("--out", type=Path, default=ROOT / "tests/fixtures/filter_set.jsonl")
+    args = ap.parse_args(argv)
+    rows = build(args.shared)
+    ids = [r["id"] for r in rows]
+    assert len(ids) == len(set(ids)), "duplicate row ids"
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    with open(args.out, "w", encoding="utf-8") as f:
+        for r in rows:
+            f.write(json.dumps(r, ensure_ascii=False, separators=(",", ":")) + "\n")
+    from collections import Counter
+
+    kinds = Counter((r["label"], r["kind"]) for r in rows)
+    labels = Counter(r["label"] for r in rows)
+    print(json.dumps({"rows": len(rows), **labels, "kinds": {f"{a}/{b}": n for (a, b), n in sorted(kinds.items())}}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
