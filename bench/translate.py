@@ -146,7 +146,7 @@ def main() -> None:
         "naive_s": round(naive_s, 3),
         "ours_s": round(ours_s, 3),
         "speedup_vs_naive": round(naive_s / ours_s, 2),
-        "same_output_fraction": round(sum(a == b for a, b in zip(naive, ours)) / len(paragraphs), 3),
+        "same_output_fraction": round(sum(a == b for a, b in zip(naive, ours, strict=True)) / len(paragraphs), 3),
         "dialogs": len(dialogs),
         "cold_s": round(cold_s, 3),
         "warm_cache_s": round(warm_s, 4),

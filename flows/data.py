@@ -13,6 +13,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.futures import as_completed
 from prefect.states import Failed
+from tqdm import tqdm
 
 from ruinstruct.config import RunConfig, load_config
 from ruinstruct.paths import RunPaths
@@ -55,7 +56,7 @@ def data_flow(
     translator_id = config.translation.translator_id
     cache_path = str(Path(config.translation.cache_dir or paths.paragraph_cache))
     refs: list[dict[str, Any]] = []
-    for src, ld in zip(config.data.sources, loads):
+    for src, ld in zip(config.data.sources, loads, strict=True):
         if src.translate:
             refs += make_shards(src.name, ld["raw"], config.translation.shard_size, str(paths.shards))
 
@@ -63,15 +64,16 @@ def data_flow(
         progress=0.0, key="translation-progress", description=f"{len(refs)} shards, {translator_id}"
     )
     shard_task = translate_shard.with_options(cache_policy=shard_cache_policy(root))
-    futures = [
-        shard_task.submit(
-            ref, config.translation, translator_id, str(shard_output(paths.translated, ref, translator_id)), cache_path
-        )
-        for ref in refs
-    ]
+    futures = []
+    for ref in refs:
+        out = shard_output(paths.translated, ref, translator_id)
+        # No output file: never translated, or deleted by hand; either way compute (and record).
+        task = shard_task.with_options(refresh_cache=not out.exists())
+        futures.append(task.submit(ref, config.translation, translator_id, str(out), cache_path))
     done: list[dict[str, Any]] = []
     failed: list[dict[str, Any]] = []
-    by_future = dict(zip((id(f) for f in futures), refs))
+    by_future = dict(zip((id(f) for f in futures), refs, strict=True))
+    bar = tqdm(total=len(futures), desc="translate", unit="shard", disable=None)  # the CLI's progress bar
     for i, fut in enumerate(as_completed(futures), 1):
         fut.wait()  # sets the future's final state; .state alone may still read a stale one
         state = fut.state
@@ -81,6 +83,8 @@ def data_flow(
         else:
             failed.append({"source": ref["source"], "index": ref["index"], "shard": ref["hash"], "error": state.message})
         update_progress_artifact(progress_id, progress=100.0 * i / max(len(futures), 1))
+        bar.update(1)
+    bar.close()
     if not futures:
         update_progress_artifact(progress_id, progress=100.0)
     done.sort(key=lambda s: (s["source"], s["index"]))
@@ -92,7 +96,7 @@ def data_flow(
         logger.error("%d of %d translation shards failed: %s", len(failed), len(refs), names)
         return Failed(message=f"{len(failed)} of {len(refs)} translation shards failed: {names}")
 
-    originals = [ld["raw"] for src, ld in zip(config.data.sources, loads) if src.translate]
+    originals = [ld["raw"] for src, ld in zip(config.data.sources, loads, strict=True) if src.translate]
     filtered = filter_translations([s["output"] for s in done], originals, config.filters, root) if done else None
     mixed = mix_dataset(config, filtered["kept_file"] if filtered else None)
     report = data_report(root, loads, done, filtered, mixed, [])

@@ -19,7 +19,23 @@ from ruinstruct.schema import content_hash
 from ruinstruct.translate.shards import plan_shards
 
 
-@task(name="load-source", retries=3, retry_delay_seconds=[10, 30, 90], tags=["download"])
+def _transient(task, task_run, state) -> bool:
+    """Retry downloads on network trouble, not on a missing local file or a bad config."""
+    try:
+        exc = state.result(raise_on_failure=False)
+    except Exception:  # noqa: BLE001 - no readable exception: be conservative, retry
+        return True
+    return not isinstance(exc, (FileNotFoundError, IsADirectoryError, ValueError, KeyError, TypeError))
+
+
+@task(
+    name="load-source",
+    retries=3,
+    retry_delay_seconds=[10, 30, 90],
+    retry_condition_fn=_transient,
+    tags=["download"],
+    task_run_name="load-{source.name}",
+)
 def load_source(source: SourceConfig, root: str) -> dict[str, Any]:
     """Download one source (or read its local files), validate, write raw parquet and rejects."""
     return pipeline.load_to_raw(source, RunPaths(Path(root)))
@@ -34,10 +50,9 @@ def make_shards(source: str, raw_file: str, shard_size: int, shards_dir: str) ->
 def shard_cache_key(context, parameters: dict[str, Any]) -> str | None:
     """Shard content hash + translator id (model, revision, generation settings) + code version.
 
-    The output path is part of the key so two run roots never share a cached result. A result
-    whose output file has gone is not trusted: no key, so the shard is translated again."""
-    if not Path(parameters["out_path"]).exists():
-        return None
+    The output path is part of the key so two run roots never share a cached result. (Prefect
+    computes the key before the task runs, so it must not depend on the output existing; a
+    shard whose output file has gone is submitted with refresh_cache instead, see flows/data.py.)"""
     return "translate-" + content_hash(
         {
             "shard": parameters["ref"]["hash"],

@@ -86,11 +86,12 @@ def data(config: ConfigOpt, output: OutputOpt = None) -> None:
 def make_tiny(
     out: Annotated[Path, typer.Option("--out", help="output folder")],
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    epochs: Annotated[int | None, typer.Option(help="translator training epochs (default: the full recipe)")] = None,
 ) -> None:
     """Build tiny offline models: OUT/translator (M2M100, WMT21 codes), OUT/llama, OUT/xglm, OUT/gpt2."""
     from .tiny import build_tiny
 
-    info = build_tiny(out, seed=seed)
+    info = build_tiny(out, seed=seed, **({"max_epochs": epochs} if epochs else {}))
     _print_outputs(info)
 
 
@@ -131,8 +132,10 @@ def translate(
     bar.close()
     write_dialogs(output, translated)
     write_jsonl(rejects_path(output), rejects)
-    _print_outputs({"input": len(dialogs) + len(rejects), "translated": len(translated), "rejected": len(rejects),
-                    "output": str(output), "rejects_file": str(rejects_path(output)), **stats})
+    # stats: dialogs (translated dialogs), units/unique_units, cache_hits, translated (units sent
+    # to the model), translator_calls
+    _print_outputs({"input": len(dialogs) + len(rejects), "rejected": len(rejects), **stats,
+                    "output": str(output), "rejects_file": str(rejects_path(output))})
 
 
 def _read_valid(path: Path) -> tuple[list, list]:

@@ -44,7 +44,7 @@ def build_report(
             "final_ru": 0,
             "final": 0,
         }
-    tstats: Counter = Counter()
+    tstats: Counter = Counter(shards=0, shards_cached=0)
     for s in shards:
         rows[s["source"]]["translated"] += s["dialogs"]
         tstats["shards"] += 1

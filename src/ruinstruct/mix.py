@@ -141,13 +141,20 @@ def mix(
     return summary
 
 
+def split_file(out_dir: str | Path, split: str) -> Path:
+    """Hub-style shard names, which `load_dataset(<dir>)` maps to splits by itself. (A `configs:`
+    block in the card would do the same, but datasets then caches local folders by that block
+    alone, and a second folder with the same block silently loads the first one's data.)"""
+    return Path(out_dir) / "data" / f"{split}-00000-of-00001.parquet"
+
+
 def _write_dataset(out_dir: Path, splits: dict[str, list[Dialog]]) -> None:
     import pyarrow.parquet as pq
 
     from .io import dialogs_to_table
 
     for split, rows in splits.items():
-        with atomic_path(out_dir / "data" / f"{split}.parquet") as tmp:
+        with atomic_path(split_file(out_dir, split)) as tmp:
             pq.write_table(dialogs_to_table(rows), tmp)
 
 
@@ -162,13 +169,6 @@ def dataset_card(summary: dict[str, Any], sources: dict[str, SourceConfig]) -> s
         "- en",
         "task_categories:",
         "- text-generation",
-        "configs:",
-        "- config_name: default",
-        "  data_files:",
-        "  - split: train",
-        "    path: data/train.parquet",
-        "  - split: validation",
-        "    path: data/validation.parquet",
         "---",
     ]
     use = "commercial use allowed by every source's license" if summary["commercial"] else (

@@ -76,13 +76,13 @@ def test_dataset_loads_and_carries_licenses(first_run):
 
 def test_second_run_is_all_cached_and_translates_nothing(first_run, spy):
     cfg, _ = first_run
-    before = (Path(cfg.root) / "data/final/data/train.parquet").read_bytes()
+    before = (Path(cfg.root) / "data/final/data/train-00000-of-00001.parquet").read_bytes()
     state = run(cfg)
     assert state.is_completed(), state.message
     states = shard_states(task_states(state))
     assert states and set(states.values()) == {"Cached"}
     assert spy.shards == [] and spy.calls == 0 and spy.loads == 0
-    assert (Path(cfg.root) / "data/final/data/train.parquet").read_bytes() == before
+    assert (Path(cfg.root) / "data/final/data/train-00000-of-00001.parquet").read_bytes() == before
 
 
 def test_fault_in_one_shard_fails_alone_and_retry_recomputes_only_it(tmp_path, tiny_dir, spy):
@@ -121,8 +121,8 @@ def test_same_config_gives_same_dataset_bytes(first_run, tmp_path, tiny_dir):
     other = tiny_run_config(tiny_dir, tmp_path / "again")
     assert run(other).is_completed()
     for split in ("train", "validation"):
-        a = (Path(cfg.root) / f"data/final/data/{split}.parquet").read_bytes()
-        b = (tmp_path / f"again/data/final/data/{split}.parquet").read_bytes()
+        a = (Path(cfg.root) / f"data/final/data/{split}-00000-of-00001.parquet").read_bytes()
+        b = (tmp_path / f"again/data/final/data/{split}-00000-of-00001.parquet").read_bytes()
         assert a == b, split
 
 
@@ -136,3 +136,19 @@ def test_commercial_only_refuses_saiga_before_any_work(tmp_path, tiny_dir):
     assert state.is_failed()
     assert "saiga/ru_turbo_saiga" in state.message and "commercial" in state.message
     assert not (tmp_path / "run/data").exists()
+
+
+def test_artifacts_are_published(first_run):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    _, state = first_run
+    fid = state.state_details.flow_run_id
+    with get_client(sync_client=True) as client:
+        arts = client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[fid])))
+    by_key = {a.key: a for a in arts}
+    assert {"data-report", "filter-report", "translation-progress"} <= set(by_key)
+    assert "| TOTAL |" in by_key["data-report"].data and "All counts add up: yes" in by_key["data-report"].data
+    assert "| filter | rejected |" in by_key["filter-report"].data
+    assert by_key["translation-progress"].type == "progress"
+    assert float(by_key["translation-progress"].data) == 100.0

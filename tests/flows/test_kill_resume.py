@@ -67,8 +67,8 @@ def test_killed_run_resumes_to_the_same_dataset(tmp_path, tiny_dir):
     out, _ = clean.communicate(timeout=600)
     assert clean.returncode == 0, out
     for split in ("train", "validation"):
-        a = (killed / f"data/final/data/{split}.parquet").read_bytes()
-        b = (tmp_path / f"clean/data/final/data/{split}.parquet").read_bytes()
+        a = (killed / f"data/final/data/{split}-00000-of-00001.parquet").read_bytes()
+        b = (tmp_path / f"clean/data/final/data/{split}-00000-of-00001.parquet").read_bytes()
         assert a == b, split
     assert json.loads((killed / "data/report.json").read_text())["totals"] == json.loads(
         (tmp_path / "clean/data/report.json").read_text())["totals"]

@@ -39,8 +39,8 @@ def test_mix_counts_add_up_and_dedup(tmp_path):
     rejects = read_jsonl(tmp_path / "mix.rejects.jsonl")
     assert [r["id"] for r in rejects] == ["a:99"]
     assert "duplicate" in rejects[0]["reasons"][0] and "a:0" in rejects[0]["reasons"][0]
-    train = read_dialogs(tmp_path / "final/data/train.parquet")
-    val = read_dialogs(tmp_path / "final/data/validation.parquet")
+    train = read_dialogs(tmp_path / "final/data/train-00000-of-00001.parquet")
+    val = read_dialogs(tmp_path / "final/data/validation-00000-of-00001.parquet")
     ids = [d["id"] for d in train + val]
     assert len(ids) == len(set(ids)) == 25
     card = (tmp_path / "final/README.md").read_text()
@@ -51,9 +51,9 @@ def test_mix_counts_add_up_and_dedup(tmp_path):
 def test_mix_is_deterministic_and_seed_matters(tmp_path):
     for name, seed in (("x", 3), ("y", 3), ("z", 4)):
         mix(groups(), MixConfig(seed=seed), tmp_path / name, tmp_path / f"{name}.rej.jsonl")
-    x = (tmp_path / "x/data/train.parquet").read_bytes()
-    assert x == (tmp_path / "y/data/train.parquet").read_bytes()
-    assert x != (tmp_path / "z/data/train.parquet").read_bytes()
+    x = (tmp_path / "x/data/train-00000-of-00001.parquet").read_bytes()
+    assert x == (tmp_path / "y/data/train-00000-of-00001.parquet").read_bytes()
+    assert x != (tmp_path / "z/data/train-00000-of-00001.parquet").read_bytes()
 
 
 def test_caps_and_ratios(tmp_path):

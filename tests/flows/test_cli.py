@@ -1,0 +1,146 @@
+"""The CLI contracts of DESIGN.md: outputs where asked, rejects beside them with reasons, counts."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from ruinstruct.cli import app
+from ruinstruct.io import read_dialogs, read_jsonl, write_jsonl
+from ruinstruct.schema import make_dialog
+
+REPO = Path(__file__).resolve().parents[2]
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    res = runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+    return res
+
+
+def last_json(output: str) -> dict:
+    start = output.index("{")
+    return json.loads(output[start : output.rindex("}") + 1])
+
+
+def dialog(i: int, user: str, answer: str) -> dict:
+    return make_dialog(id=f"local/t:{i}", source="local/t", license="MIT",
+                       messages=[{"role": "user", "content": user}, {"role": "assistant", "content": answer}])
+
+
+@pytest.fixture
+def en_file(tmp_path):
+    p = tmp_path / "en.jsonl"
+    rows = [
+        dialog(0, "How do I boil an egg?", "Put the egg in boiling water for ten minutes."),
+        dialog(1, "Show me a loop.", "Here it is:\n```python\nfor i in range(3):\n    print(i)\n```"),
+    ]
+    write_jsonl(p, rows)
+    with p.open("a") as f:
+        f.write("{not json\n")
+        f.write(json.dumps({"id": "local/t:9", "source": "local/t", "lang": "en", "license": "MIT",
+                            "messages": [{"role": "user", "content": "only a question"}]}) + "\n")
+    return p
+
+
+def test_translate_writes_output_and_rejects(tmp_path, en_file, tiny_dir):
+    out = tmp_path / "ru.jsonl"
+    res = invoke("translate", "--model", tiny_dir / "translator", "--input", en_file, "--output", out,
+                 "--cache", tmp_path / "cache")
+    assert res.exit_code == 0, res.output
+    summary = last_json(res.output)
+    assert (summary["input"], summary["dialogs"], summary["rejected"]) == (4, 2, 2)
+    assert summary["translated"] > 0 and summary["translator_calls"] > 0
+    ru = read_dialogs(out)
+    assert [d["id"] for d in ru] == ["local/t:0:ru", "local/t:1:ru"]
+    assert "```python\nfor i in range(3):\n    print(i)\n```" in ru[1]["messages"][1]["content"]
+    rejects = read_jsonl(tmp_path / "ru.rejects.jsonl")
+    assert [r.get("where", "").rsplit(":", 1)[-1] for r in rejects] == ["3", "4"]
+    assert rejects[0]["reasons"] == ["malformed JSON"] and "raw" in rejects[0]
+    assert any("assistant" in r for r in rejects[1]["reasons"])
+    # a second run is served by the paragraph cache
+    res2 = invoke("translate", "--model", tiny_dir / "translator", "--input", en_file, "--output", out,
+                  "--cache", tmp_path / "cache")
+    s2 = last_json(res2.output)
+    assert s2["dialogs"] == 2 and s2["translated"] == 0 and s2["translator_calls"] == 0
+    assert s2["cache_hits"] == summary["translated"]
+
+
+def test_filter_splits_kept_and_rejected_with_reasons(tmp_path, en_file):
+    en = [json.loads(line) for line in en_file.read_text().splitlines()[:2]]
+    good = dict(en[0], id=en[0]["id"] + ":ru", lang="ru", origin_id=en[0]["id"], messages=[
+        {"role": "user", "content": "Как сварить яйцо?"},
+        {"role": "assistant", "content": "Положите яйцо в кипящую воду на десять минут."}])
+    bad = dict(en[1], id=en[1]["id"] + ":ru", lang="ru", origin_id=en[1]["id"], messages=[
+        {"role": "user", "content": "Покажи мне цикл."},
+        {"role": "assistant", "content": "Вот он:\n```python\nдля i в диапазоне(3):\n    печать(i)\n```"}])
+    orphan = dict(good, id="local/t:7:ru", origin_id="local/t:7")
+    ru = tmp_path / "ru.jsonl"
+    write_jsonl(ru, [good, bad, orphan])
+    kept, rejected = tmp_path / "kept.jsonl", tmp_path / "rejected.jsonl"
+    res = invoke("filter", "--input", ru, "--originals", en_file, "--kept", kept, "--rejected", rejected)
+    assert res.exit_code == 0, res.output
+    s = last_json(res.output)
+    assert (s["input"], s["kept"], s["rejected"]) == (3, 1, 2)
+    assert [d["id"] for d in read_dialogs(kept)] == ["local/t:0:ru"]
+    rows = {r["id"]: r for r in read_jsonl(rejected)}
+    assert any(r.startswith("code") for r in rows["local/t:1:ru"]["reasons"])
+    assert any("pairing" in r for r in rows["local/t:7:ru"]["reasons"])
+
+
+def test_bad_config_is_a_clear_error(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("name: x\ndata:\n  sources: []\n")
+    res = invoke("data", "--config", p)
+    assert res.exit_code == 2
+    assert "data.sources" in res.output
+
+
+def cli(*args, env_home: Path) -> subprocess.CompletedProcess:
+    """The real CLI in a subprocess (ephemeral Prefect). Not CliRunner: it swaps sys.stdout, and
+    Prefect's log handlers would keep writing to the closed stream for the rest of the session."""
+    env = {**os.environ, "PREFECT_HOME": str(env_home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    env.pop("PREFECT_API_URL", None)
+    return subprocess.run([sys.executable, "-m", "ruinstruct.cli", *map(str, args)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.slow
+def test_data_and_mix_honour_output(tmp_path, tiny_dir):
+    raw = yaml.safe_load((REPO / "configs/tiny.yaml").read_text())
+    for s in raw["data"]["sources"]:
+        s["path"] = str((REPO / "configs" / s["path"]).resolve())
+    raw["translation"]["model"] = str(tiny_dir / "translator")
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump(raw))
+    root = tmp_path / "elsewhere"
+    home = tmp_path / "prefect"
+    res = cli("data", "--config", cfg, "--output", root, env_home=home)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert f"dataset: {root.resolve()}/data/final" in res.stdout
+    for name in ("dolly", "oasst1", "chip2", "filter", "mix"):
+        assert (root / "data/rejects" / f"{name}.rejects.jsonl").exists(), name
+    before = (root / "data/final/data/train-00000-of-00001.parquet").read_bytes()
+    res = invoke("mix", "--config", cfg, "--output", root)
+    assert res.exit_code == 0, res.output
+    assert last_json(res.output)["splits"]["train"] > 0
+    assert (root / "data/final/data/train-00000-of-00001.parquet").read_bytes() == before  # same inputs, same bytes
+    res = cli("run", "--config", cfg, "--output", root, env_home=home)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "rejects:" in res.stdout and "report:" in res.stdout
+
+
+@pytest.mark.slow
+def test_make_tiny_layout(tmp_path):
+    res = invoke("make-tiny", "--out", tmp_path / "t", "--epochs", "1")
+    assert res.exit_code == 0, res.output
+    for sub in ("translator", "llama", "xglm", "gpt2"):
+        assert (tmp_path / "t" / sub / "config.json").exists(), sub
+    assert (tmp_path / "t/.done").exists()
