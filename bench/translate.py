@@ -65,23 +65,24 @@ def make_dialogs(paragraphs: list[str], prefix: str = "bench") -> list[dict]:
     return dialogs
 
 
-def translator(tiny: Path):
+def translator(tiny: Path, device: str = "cpu"):
     from ruinstruct.config import load_config
     from ruinstruct.translate.engine import load_translator
 
     # the demo's settings (configs/tiny.yaml), on the given tiny build
     cfg = load_config(REPO / "configs/tiny.yaml").translation
-    cfg = cfg.model_copy(update={"model": str(tiny / "translator")})
+    cfg = cfg.model_copy(update={"model": str(tiny / "translator"), "device": device,
+                                 "dtype": "float32" if device == "cpu" else "auto"})
     return cfg, load_translator(cfg)
 
 
-def rss_child(tiny: Path, scale: int) -> None:
+def rss_child(tiny: Path, scale: int, device: str) -> None:
     """Shard pipeline over `scale` x the paragraphs, one shard in memory at a time."""
     from ruinstruct.io import write_dialogs
     from ruinstruct.translate.cache import ParagraphCache
     from ruinstruct.translate.shards import plan_shards, translate_shard
 
-    _, tr = translator(tiny)
+    _, tr = translator(tiny, device)
     with tempfile.TemporaryDirectory() as d:
         d = Path(d)
         dialogs = make_dialogs(make_paragraphs(200 * scale, seed=scale), prefix=f"x{scale}")
@@ -100,6 +101,7 @@ def main() -> None:
     ap.add_argument("--tiny", type=Path, default=REPO / ".cache/tiny")
     ap.add_argument("--paragraphs", type=int, default=400)
     ap.add_argument("--scale", type=int, default=10)
+    ap.add_argument("--device", default="cpu", help="cpu | cuda | auto")
     ap.add_argument("--rss-child", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if not (args.tiny / "translator").exists():
@@ -107,7 +109,7 @@ def main() -> None:
 
         build_tiny(args.tiny)
     if args.rss_child:
-        return rss_child(args.tiny, args.rss_child)
+        return rss_child(args.tiny, args.rss_child, args.device)
 
     import torch
 
@@ -115,7 +117,7 @@ def main() -> None:
     from ruinstruct.translate.dialogs import translate_dialogs
 
     paragraphs = make_paragraphs(args.paragraphs)
-    cfg, tr = translator(args.tiny)
+    cfg, tr = translator(args.tiny, args.device)
     tr.translate(paragraphs[:4])  # load the model and warm up kernels before timing either way
 
     t = time.perf_counter()
@@ -147,7 +149,8 @@ def main() -> None:
 
     rss = {}
     for scale in (1, args.scale):
-        out = subprocess.run([sys.executable, __file__, "--tiny", str(args.tiny), "--rss-child", str(scale)],
+        out = subprocess.run([sys.executable, __file__, "--tiny", str(args.tiny), "--device", args.device,
+                              "--rss-child", str(scale)],
                              check=True, capture_output=True, text=True).stdout
         rss[f"x{scale}"] = json.loads(out.strip().splitlines()[-1])
 
@@ -156,7 +159,8 @@ def main() -> None:
         "max_batch_tokens": cfg.max_batch_tokens,
         "max_batch_size": cfg.max_batch_size,
         "max_input_tokens": cfg.max_input_tokens,
-        "device": "cpu",
+        "device": tr.device,
+        "dtype": str(tr.model.dtype),
         "torch_threads": torch.get_num_threads(),
         "paragraphs": len(paragraphs),
         "naive_s": round(naive_s, 3),

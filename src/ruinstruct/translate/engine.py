@@ -345,14 +345,14 @@ class HFTranslator:
         except torch.cuda.OutOfMemoryError:
             if len(seqs) <= 1:
                 raise
-            self.oom_retries += 1
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-            half = (len(seqs) + 1) // 2
-            log.warning(
-                "CUDA OOM on a batch of %d texts: retrying as %d + %d", len(seqs), half, len(seqs) - half
-            )
-            return self._run_batch(seqs[:half]) + self._run_batch(seqs[half:])
+        # Retry outside the except block: while it is handled, the exception's traceback keeps
+        # the failed batch's activations alive, and the halves would OOM on that memory too.
+        self.oom_retries += 1
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        half = (len(seqs) + 1) // 2
+        log.warning("CUDA OOM on a batch of %d texts: retrying as %d + %d", len(seqs), half, len(seqs) - half)
+        return self._run_batch(seqs[:half]) + self._run_batch(seqs[half:])
 
     def _generate_batch(self, seqs: list[list[int]]) -> list[str]:
         import torch
