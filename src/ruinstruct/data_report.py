@@ -55,11 +55,17 @@ def build_report(
             if isinstance(v, int) and not isinstance(v, bool) and k not in ("index", "dialogs"):
                 tstats[k] += v
     filter_reasons: dict[str, Any] = {}
+    by_reason: dict[str, dict[str, int]] = {}
     if filtered:
         for src, c in filtered["per_source"].items():
             rows[src]["filtered_out"] = c.get("rejected", 0)
             rows[src]["ru_kept"] = c.get("kept", 0)
         filter_reasons = filtered.get("report", {})
+        # a dialog rejected by two filters counts under both, so these may sum past filtered_out
+        by_reason = {
+            src: dict(sorted(v.get("per_filter", {}).items()))
+            for src, v in sorted(filter_reasons.get("per_source", {}).items())
+        }
     if mixed:
         for src, c in mixed["per_source"].items():
             r = rows[src]
@@ -77,6 +83,7 @@ def build_report(
         "per_source": rows,
         "totals": dict(totals),
         "translation": dict(tstats),
+        "filtered_out_by_filter": by_reason,
         "filters": filter_reasons,
         "splits": (mixed or {}).get("splits"),
         "failed_shards": failed_shards or [],
@@ -119,6 +126,13 @@ def report_markdown(report: dict[str, Any]) -> str:
     lines = ["# Data report", "", head, sep]
     for row in report_table(report):
         lines.append("| " + " | ".join(str(row[k]) for k in ["source", *COLUMNS]) + " |")
+    by_filter = report.get("filtered_out_by_filter") or {}
+    names = sorted({f for v in by_filter.values() for f in v})
+    if names:
+        lines += ["", "## Filtered out, by filter (a dialog two filters reject counts under both)", "",
+                  "| source | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+        for src, v in by_filter.items():
+            lines.append(f"| {src} | " + " | ".join(str(v.get(n, 0)) for n in names) + " |")
     t = report.get("translation") or {}
     if t:
         lines += ["", "Translation: " + ", ".join(f"{k} {v}" for k, v in sorted(t.items()))]
