@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -30,13 +29,6 @@ def _config(path: Path, output: Path | None = None):
         raise typer.Exit(2) from None
 
 
-def _offline_defaults() -> None:
-    # Without these, every hub call waits 25-50 s before failing on a machine with no hub access.
-    if os.environ.get("RUINSTRUCT_ONLINE") != "1":
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-
-
 def _run_flow(flow_fn, config) -> Any:
     from .config import RunConfig
 
@@ -54,16 +46,7 @@ def _print_outputs(outputs: dict[str, Any]) -> None:
     typer.echo(json.dumps(outputs, indent=2, ensure_ascii=False))
 
 
-@app.command()
-def run(config: ConfigOpt, output: OutputOpt = None) -> None:
-    """The whole DAG of a run config."""
-    cfg = _config(config, output)
-    sys.path.insert(0, str(_project_root()))
-    from flows.pipeline import pipeline_flow
-
-    out = _run_flow(pipeline_flow, cfg)
-    _print_outputs(out)
-    data = out.get("data", {})
+def _print_data_outputs(data: dict[str, Any]) -> None:
     typer.secho(
         f"\ndataset: {data.get('dataset')}\nrejects: {data.get('rejects')}\nreport:  {data.get('report')}",
         fg="green",
@@ -71,15 +54,25 @@ def run(config: ConfigOpt, output: OutputOpt = None) -> None:
 
 
 @app.command()
+def run(config: ConfigOpt, output: OutputOpt = None) -> None:
+    """The whole DAG of a run config."""
+    cfg = _config(config, output)
+    from flows.pipeline import pipeline_flow
+
+    out = _run_flow(pipeline_flow, cfg)
+    _print_outputs(out)
+    _print_data_outputs(out.get("data", {}))
+
+
+@app.command()
 def data(config: ConfigOpt, output: OutputOpt = None) -> None:
     """The data flow alone: download, translate, filter, mix."""
     cfg = _config(config, output)
-    sys.path.insert(0, str(_project_root()))
     from flows.data import data_flow
 
     out = _run_flow(data_flow, cfg)
     _print_outputs(out)
-    typer.secho(f"\ndataset: {out['dataset']}\nrejects: {out['rejects']}\nreport:  {out['report']}", fg="green")
+    _print_data_outputs(out)
 
 
 @app.command("make-tiny")
@@ -105,7 +98,6 @@ def translate(
     revision: Annotated[str | None, typer.Option(help="model revision")] = None,
 ) -> None:
     """Translate dialogs paragraph by paragraph; invalid input lines go to OUT.rejects.jsonl."""
-    _offline_defaults()
     from tqdm import tqdm
 
     from .config import TranslationConfig
@@ -191,11 +183,6 @@ def mix(config: ConfigOpt, output: OutputOpt = None) -> None:
 
     cfg = _config(config, output)
     _print_outputs(mix_only(cfg))
-
-
-def _project_root() -> Path:
-    """flows/ and tasks/ sit at the project root (installed too; this covers a plain checkout)."""
-    return Path(__file__).resolve().parents[2]
 
 
 if __name__ == "__main__":
