@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,8 @@ from tqdm import tqdm
 
 from ruinstruct.config import RunConfig, load_config
 from ruinstruct.paths import RunPaths
-from ruinstruct.pipeline import check_mix_config
+from ruinstruct.pipeline import check_mix_config, clear_translators
+from ruinstruct.translate.engine import resolve_config as resolve_translation
 from ruinstruct.translate.shards import shard_output
 from tasks.data import (
     data_report,
@@ -26,6 +28,7 @@ from tasks.data import (
     make_shards,
     mix_dataset,
     shard_cache_policy,
+    shard_result_storage,
     translate_shard,
 )
 
@@ -49,27 +52,33 @@ def data_flow(
     root = str(paths.root)
     config = config.with_root(root)
     check_mix_config(config.mix, list(config.data.sources))  # refuse bad licenses before any work
+    if config.data.hf_offline:  # before `datasets` is first imported in this process
+        os.environ["HF_HUB_OFFLINE"] = os.environ["HF_DATASETS_OFFLINE"] = "1"
+    translation = resolve_translation(config.translation)  # "auto" device/dtype made concrete
+    src_lang = translation.src_lang
 
-    loads = [load_source.submit(src, root) for src in config.data.sources]
+    loads = [load_source.submit(src, root, src_lang) for src in config.data.sources]
     loads = [f.result() for f in loads]
 
-    translator_id = config.translation.translator_id
-    cache_path = str(Path(config.translation.cache_dir or paths.paragraph_cache))
+    translator_id = translation.translator_id
+    cache_path = str(Path(translation.cache_dir or paths.paragraph_cache))
     refs: list[dict[str, Any]] = []
     for src, ld in zip(config.data.sources, loads, strict=True):
         if src.translate:
-            refs += make_shards(src.name, ld["raw"], config.translation.shard_size, str(paths.shards))
+            refs += make_shards(src.name, ld["raw"], translation.shard_size, str(paths.shards), src_lang)
 
     progress_id = create_progress_artifact(
         progress=0.0, key="translation-progress", description=f"{len(refs)} shards, {translator_id}"
     )
-    shard_task = translate_shard.with_options(cache_policy=shard_cache_policy(root))
+    shard_task = translate_shard.with_options(
+        cache_policy=shard_cache_policy(root), result_storage=shard_result_storage(root)
+    )
     futures = []
     for ref in refs:
         out = shard_output(paths.translated, ref, translator_id)
         # No output file: never translated, or deleted by hand; either way compute (and record).
         task = shard_task.with_options(refresh_cache=not out.exists())
-        futures.append(task.submit(ref, config.translation, translator_id, str(out), cache_path))
+        futures.append(task.submit(ref, translation, translator_id, str(out), cache_path))
     done: list[dict[str, Any]] = []
     failed: list[dict[str, Any]] = []
     by_future = dict(zip((id(f) for f in futures), refs, strict=True))
@@ -85,13 +94,14 @@ def data_flow(
         update_progress_artifact(progress_id, progress=100.0 * i / max(len(futures), 1))
         bar.update(1)
     bar.close()
+    clear_translators()  # free the translator (and the GPU) for what comes after
     if not futures:
         update_progress_artifact(progress_id, progress=100.0)
     done.sort(key=lambda s: (s["source"], s["index"]))
 
     if failed:
         # Finished shards are persisted; a retry of this run recomputes only the failed ones.
-        data_report(root, loads, done, None, None, failed)
+        data_report(root, loads, done, None, None, failed, config.mix.include_originals)
         names = ", ".join(f"{f['source']}#{f['index']}" for f in failed)
         logger.error("%d of %d translation shards failed: %s", len(failed), len(refs), names)
         return Failed(message=f"{len(failed)} of {len(refs)} translation shards failed: {names}")
@@ -99,7 +109,7 @@ def data_flow(
     originals = [ld["raw"] for src, ld in zip(config.data.sources, loads, strict=True) if src.translate]
     filtered = filter_translations([s["output"] for s in done], originals, config.filters, root) if done else None
     mixed = mix_dataset(config, filtered["kept_file"] if filtered else None)
-    report = data_report(root, loads, done, filtered, mixed, [])
+    report = data_report(root, loads, done, filtered, mixed, [], config.mix.include_originals)
     outputs = {
         "dataset": str(paths.final),
         "report": str(paths.report),

@@ -3,12 +3,14 @@ tags and artifacts. Tasks exchange paths and small dicts, never datasets."""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import CachePolicy
+from prefect.filesystems import LocalFileSystem
 
 from ruinstruct import __version__, pipeline
 from ruinstruct.config import FilterConfig, RunConfig, SourceConfig, TranslationConfig
@@ -36,15 +38,29 @@ def _transient(task, task_run, state) -> bool:
     tags=["download"],
     task_run_name="load-{source.name}",
 )
-def load_source(source: SourceConfig, root: str) -> dict[str, Any]:
+def load_source(source: SourceConfig, root: str, src_lang: str) -> dict[str, Any]:
     """Download one source (or read its local files), validate, write raw parquet and rejects."""
-    return pipeline.load_to_raw(source, RunPaths(Path(root)))
+    return pipeline.load_to_raw(source, RunPaths(Path(root)), src_lang)
 
 
-@task(name="plan-shards")
-def make_shards(source: str, raw_file: str, shard_size: int, shards_dir: str) -> list[dict[str, Any]]:
-    """Cut a source's dialogs into content-addressed shards."""
-    return plan_shards(source, raw_file, shard_size, shards_dir)
+@task(name="plan-shards", task_run_name="plan-{source}")
+def make_shards(source: str, raw_file: str, shard_size: int, shards_dir: str, lang: str) -> list[dict[str, Any]]:
+    """Cut a source's dialogs in `lang` into content-addressed shards."""
+    return plan_shards(source, raw_file, shard_size, shards_dir, lang)
+
+
+def _code_version() -> str:
+    """Hash of the translation code: a fix in segmentation, the engine or reassembly must not
+    bring back shards translated by the old code as Cached."""
+    import ruinstruct.translate as tr
+
+    h = hashlib.sha256(__version__.encode())
+    for f in sorted(Path(tr.__file__).parent.glob("*.py")):
+        h.update(f.name.encode() + f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+CODE_VERSION = _code_version()
 
 
 def shard_cache_key(context, parameters: dict[str, Any]) -> str | None:
@@ -58,7 +74,7 @@ def shard_cache_key(context, parameters: dict[str, Any]) -> str | None:
             "shard": parameters["ref"]["hash"],
             "translator": parameters["translator_id"],
             "out": parameters["out_path"],
-            "code": __version__,
+            "code": CODE_VERSION,
         }
     )
 
@@ -67,6 +83,16 @@ def shard_cache_policy(root: str) -> CachePolicy:
     return CachePolicy.from_cache_key_fn(shard_cache_key).configure(
         key_storage=str(RunPaths(Path(root)).prefect / "cache-keys")
     )
+
+
+def shard_result_storage(root: str) -> LocalFileSystem:
+    """Persisted shard results beside their cache records, under the run root: a worker with
+    another PREFECT_HOME (or a cleaned one) still finds them. Prefect wants the block saved; its
+    name is derived from the root, so the same root always maps to the same block."""
+    path = RunPaths(Path(root)).prefect / "results"
+    fs = LocalFileSystem(basepath=str(path))
+    fs.save("ruinstruct-results-" + hashlib.sha256(str(path).encode()).hexdigest()[:16], overwrite=True)
+    return fs
 
 
 @task(
@@ -147,9 +173,10 @@ def data_report(
     filtered: dict[str, Any] | None,
     mixed: dict[str, Any] | None,
     failed: list[dict[str, Any]],
+    include_originals: bool = True,
 ) -> dict[str, Any]:
     """Counts at every stage per source; checked to add up; data-report artifact."""
-    report = build_report(loads, shards, filtered, mixed, failed)
+    report = build_report(loads, shards, filtered, mixed, failed, include_originals=include_originals)
     write_json(RunPaths(Path(root)).report, report)
     create_markdown_artifact(key="data-report", markdown=report_markdown(report), description="Counts per stage and source")
     return report

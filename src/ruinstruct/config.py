@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -51,7 +51,17 @@ class SourceConfig(Strict):
         default="best", description="oasst1: highest-ranked path per root, or every root-to-leaf path"
     )
     oasst_lang: str = "en"
-    translate: bool = Field(default=True, description="translate to Russian (False: keep as is)")
+    translate: bool = Field(
+        default=None,  # type: ignore[assignment]  # filled by _default_translate
+        description="translate the source's English dialogs (default: yes, except Saiga, which is Russian)",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_translate(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("translate") is None:
+            data = {**data, "translate": data.get("kind") != "saiga"}
+        return data
 
     @model_validator(mode="after")
     def _needs_location(self) -> SourceConfig:
@@ -93,7 +103,7 @@ class TranslationConfig(Strict):
     repetition_penalty: float = Field(default=1.0, gt=0)
     shard_size: int = Field(default=256, ge=1, description="dialogs per translation shard (one task run)")
     cache_dir: str | None = Field(
-        default=None, description="paragraph cache location; default <root>/data/cache"
+        default=None, description="paragraph cache folder; default <root>/data/cache"
     )
 
     def generation_key(self) -> dict:
@@ -165,7 +175,6 @@ class DataConfig(Strict):
 class RunConfig(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     root: str | None = Field(default=None, description="run root; default runs/<name>")
-    seed: int = 0
     data: DataConfig
     translation: TranslationConfig = TranslationConfig()
     filters: FilterConfig = FilterConfig()
@@ -203,6 +212,8 @@ def load_config(path: str | os.PathLike[str]) -> RunConfig:
     tr = raw.get("translation") or {}
     if isinstance(tr, dict) and str(tr.get("model", "")).startswith((".", "/")):
         tr["model"] = str((base / tr["model"]).resolve())
+    if isinstance(tr, dict) and tr.get("cache_dir") and not os.path.isabs(tr["cache_dir"]):
+        tr["cache_dir"] = str((base / tr["cache_dir"]).resolve())
     try:
         return RunConfig.model_validate(raw)
     except ValidationError as e:

@@ -25,6 +25,8 @@ def build_report(
     filtered: dict[str, Any] | None,
     mixed: dict[str, Any] | None,
     failed_shards: list[dict[str, Any]] | None = None,
+    *,
+    include_originals: bool = True,
 ) -> dict[str, Any]:
     rows: dict[str, dict[str, Any]] = {}
     for ld in loads:
@@ -35,6 +37,7 @@ def build_report(
             "excluded": c.get("excluded", 0),
             "valid": c["kept"],
             "dialogs": c.get("dialogs", c["kept"]),
+            "to_translate": c.get("to_translate", 0),
             "translated": 0,
             "filtered_out": 0,
             "ru_kept": 0,
@@ -44,12 +47,13 @@ def build_report(
             "final_ru": 0,
             "final": 0,
         }
-    tstats: Counter = Counter(shards=0, shards_cached=0)
+    tstats: Counter = Counter(shards=0, shards_cached=0, shards_reused=0)
     for s in shards:
         rows[s["source"]]["translated"] += s["dialogs"]
         tstats["shards"] += 1
-        if s.get("cached"):
-            tstats["shards_cached"] += 1  # its stats are the first run's: not counted again
+        if s.get("cached") or s.get("reused"):
+            # its stats are an earlier run's: not counted again
+            tstats["shards_cached" if s.get("cached") else "shards_reused"] += 1
             continue
         for k, v in s.items():
             if isinstance(v, int) and not isinstance(v, bool) and k not in ("index", "dialogs"):
@@ -75,7 +79,8 @@ def build_report(
             r["final_ru"] = c.get("train_ru", 0) + c.get("validation_ru", 0)
             r["final"] = r["final_en"] + r["final_ru"]
             r["mix_in"] = sum(v for k, v in c.items() if k.startswith("in_"))
-    checks = check_counts(rows, complete=filtered is not None and mixed is not None)
+    checks = check_counts(rows, complete=filtered is not None and mixed is not None,
+                          include_originals=include_originals)
     totals = Counter()
     for r in rows.values():
         totals.update({k: v for k, v in r.items() if isinstance(v, int)})
@@ -91,15 +96,20 @@ def build_report(
     }
 
 
-def check_counts(rows: dict[str, dict[str, Any]], *, complete: bool) -> dict[str, bool]:
+def check_counts(rows: dict[str, dict[str, Any]], *, complete: bool, include_originals: bool = True) -> dict[str, bool]:
     checks = {}
     for src, r in rows.items():
         ok = r["downloaded"] == r["valid"] + r["invalid"] + r["excluded"]
         checks[f"{src}: downloaded = valid + invalid + excluded"] = ok
-        if complete and r["translated"]:
-            checks[f"{src}: translated = dialogs"] = r["translated"] == r["dialogs"]
-            checks[f"{src}: translated = ru_kept + filtered_out"] = r["translated"] == r["ru_kept"] + r["filtered_out"]
-        if complete and "mix_in" in r:
+        if not complete:
+            continue
+        checks[f"{src}: translated = to_translate"] = r["translated"] == r["to_translate"]
+        checks[f"{src}: translated = ru_kept + filtered_out"] = r["translated"] == r["ru_kept"] + r["filtered_out"]
+        if "mix_in" in r:
+            # every dialog (less the translated originals when they are left out) and every kept
+            # translation reaches the mix
+            originals = r["dialogs"] - (0 if include_originals else r["to_translate"])
+            checks[f"{src}: mix_in = dialogs + ru_kept"] = r["mix_in"] == originals + r["ru_kept"]
             checks[f"{src}: final = mix_in - duplicates - capped"] = r["final"] == r["mix_in"] - r["duplicates"] - r["capped"]
     bad = [k for k, v in checks.items() if not v]
     if bad:
@@ -108,7 +118,7 @@ def check_counts(rows: dict[str, dict[str, Any]], *, complete: bool) -> dict[str
 
 
 COLUMNS = [
-    "downloaded", "invalid", "excluded", "valid", "dialogs", "translated", "filtered_out", "ru_kept",
+    "downloaded", "invalid", "excluded", "valid", "dialogs", "to_translate", "translated", "filtered_out", "ru_kept",
     "duplicates", "capped", "final_en", "final_ru", "final",
 ]
 

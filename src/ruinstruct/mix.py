@@ -114,12 +114,7 @@ def mix(
     if unknown:
         raise ValueError(f"mix.caps/mix.ratios name sources that are not in data.sources: {unknown}")
 
-    selected.sort(key=lambda d: d["id"])
-    rng.shuffle(selected)
-    n_val = round(len(selected) * cfg.validation_fraction)
-    if cfg.validation_fraction > 0 and n_val == 0 and len(selected) >= 2:
-        n_val = 1
-    splits = {"train": selected[n_val:], "validation": selected[:n_val]}
+    splits = _split(selected, cfg.validation_fraction, rng)
 
     out_dir = Path(out_dir)
     for split, rows in splits.items():
@@ -139,6 +134,27 @@ def mix(
     write_text(out_dir / "README.md", dataset_card(summary, sources))
     write_json(out_dir / "stats.json", summary)
     return summary
+
+
+def _split(dialogs: list[Dialog], fraction: float, rng: random.Random) -> dict[str, list[Dialog]]:
+    """Seeded train/validation split that keeps an English original and its translation on the
+    same side (otherwise validation would score the model on dialogs it trained on in the other
+    language)."""
+    groups: dict[str, list[Dialog]] = {}
+    for d in sorted(dialogs, key=lambda d: d["id"]):
+        groups.setdefault(d.get("origin_id") or d["id"], []).append(d)
+    keys = sorted(groups)
+    rng.shuffle(keys)
+    n_val = round(len(dialogs) * fraction)
+    if fraction > 0 and n_val == 0 and len(keys) >= 2:
+        n_val = 1
+    train: list[Dialog] = []
+    val: list[Dialog] = []
+    for k in keys:
+        (val if len(val) < n_val and len(keys) >= 2 else train).extend(groups[k])
+    rng.shuffle(train)
+    rng.shuffle(val)
+    return {"train": train, "validation": val}
 
 
 def split_file(out_dir: str | Path, split: str) -> Path:

@@ -49,7 +49,8 @@ class RunPaths:
 
     @property
     def paragraph_cache(self) -> Path:
-        return self.data / "cache" / "paragraphs.sqlite3"
+        """Folder of the persistent paragraph cache (translate.cache.ParagraphCache)."""
+        return self.data / "cache"
 
     @property
     def prefect(self) -> Path:

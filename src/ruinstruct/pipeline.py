@@ -17,7 +17,7 @@ from .io import read_dialogs, write_dialogs, write_json, write_jsonl
 from .paths import RunPaths
 
 
-def load_to_raw(source: SourceConfig, paths: RunPaths) -> dict[str, Any]:
+def load_to_raw(source: SourceConfig, paths: RunPaths, src_lang: str = "en") -> dict[str, Any]:
     """Download (or read local files of) one source, validate, write raw parquet + rejects."""
     from .sources import load_source
 
@@ -26,12 +26,10 @@ def load_to_raw(source: SourceConfig, paths: RunPaths) -> dict[str, Any]:
     rejects = paths.raw_rejects(source.name)
     write_dialogs(raw, result.dialogs)
     write_jsonl(rejects, result.rejects)
-    return {
-        "source": source.name,
-        "raw": str(raw),
-        "rejects_file": str(rejects),
-        "counts": dict(result.counts),
-    }
+    counts = dict(result.counts)
+    # the dialogs the translation stage will take (the others go to the mix as they are)
+    counts["to_translate"] = sum(d["lang"] == src_lang for d in result.dialogs) if source.translate else 0
+    return {"source": source.name, "raw": str(raw), "rejects_file": str(rejects), "counts": counts}
 
 
 # ---- translator handles: one per translator id per process ----------------------------------
@@ -54,21 +52,45 @@ def get_translator(cfg: TranslationConfig, translator_id: str | None = None):
 
 
 def clear_translators() -> None:
+    """Drop the process's translators (and their GPU memory) once translation is done, so a
+    training stage in the same process starts with the accelerator free."""
     with _GLOBAL:
+        had = bool(_TRANSLATORS)
         _TRANSLATORS.clear()
+    if had:
+        import gc
+
+        gc.collect()
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+def stats_path(out_path: str | Path) -> Path:
+    return Path(f"{out_path}.stats.json")
 
 
 def translate_shard_file(
     ref: dict[str, Any], out_path: str | Path, cfg: TranslationConfig, cache_path: str | Path, translator_id: str
 ) -> dict[str, Any]:
+    """Translate one shard to `out_path`; idempotent: a shard whose output and stats were both
+    written (a run killed before its Prefect cache record was committed) is not redone."""
+    from .io import read_json
     from .translate.cache import ParagraphCache
     from .translate.shards import translate_shard
 
+    sidecar = stats_path(out_path)
+    if Path(out_path).exists() and sidecar.exists():
+        return {**read_json(sidecar), "reused": True}
     translator, lock = get_translator(cfg, translator_id)
+    Path(cache_path).mkdir(parents=True, exist_ok=True)
     cache = ParagraphCache(cache_path, translator.id)
     with lock:
         stats = translate_shard(ref, out_path, translator, cache)
-    return {**stats, "source": ref["source"], "index": ref["index"], "shard": ref["hash"]}
+    stats = {**stats, "source": ref["source"], "index": ref["index"], "shard": ref["hash"]}
+    write_json(sidecar, stats)
+    return stats
 
 
 # ---- filters --------------------------------------------------------------------------------
@@ -126,11 +148,13 @@ def mix_run(config: RunConfig, paths: RunPaths, kept_ru: str | Path | None) -> d
         for d in read_dialogs(kept_ru):
             ru_by_source[d["source"]].append(d)
 
+    src_lang = config.translation.src_lang
+
     def groups():
         for src in config.data.sources:
             dialogs = read_dialogs(paths.raw_file(src.name))
             if src.translate and not config.mix.include_originals:
-                dialogs = []
+                dialogs = [d for d in dialogs if d["lang"] != src_lang]  # the originals of translations
             yield src, [*dialogs, *ru_by_source.get(src.name, [])]
 
     return mix(groups(), config.mix, paths.final, paths.rejects / "mix.rejects.jsonl")
@@ -139,7 +163,13 @@ def mix_run(config: RunConfig, paths: RunPaths, kept_ru: str | Path | None) -> d
 def mix_only(config: RunConfig) -> dict[str, Any]:
     """`ruinstruct mix --config C`: re-mix a run whose filter stage has finished."""
     paths = RunPaths(config.root_path)
-    return mix_run(config, paths, paths.filtered / "kept.parquet")
+    kept = paths.filtered / "kept.parquet"
+    if any(s.translate for s in config.data.sources) and not kept.exists():
+        raise FileNotFoundError(
+            f"{kept} is missing: run the data flow first (`ruinstruct data --config ...`); mixing now "
+            "would silently build a dataset without the translations"
+        )
+    return mix_run(config, paths, kept)
 
 
 def check_mix_config(mix_cfg: MixConfig, sources: list[SourceConfig]) -> None:

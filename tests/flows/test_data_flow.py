@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.flows.conftest import task_states, tiny_run_config
+from tests.flows.conftest import REPO, task_states, tiny_run_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
 
@@ -152,3 +152,47 @@ def test_artifacts_are_published(first_run):
     assert "| filter | rejected |" in by_key["filter-report"].data
     assert by_key["translation-progress"].type == "progress"
     assert float(by_key["translation-progress"].data) == 100.0
+
+
+def test_local_source_keeps_its_name_and_passes_russian_through(tmp_path, tiny_dir):
+    """A local file's records belong to the configured source; a Russian record is not
+    translated again, and the counts still add up at every stage."""
+    from ruinstruct.config import SourceConfig
+    from ruinstruct.io import read_dialogs
+
+    fixture = REPO / "src/ruinstruct/resources/fixtures/local/dialogs.jsonl"
+    cfg = tiny_run_config(tiny_dir, tmp_path / "run")
+    local = SourceConfig(name="local/mine", kind="local", path=str(fixture), license="MIT")
+    cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"sources": [local]})})
+    state = run(cfg)
+    assert state.is_completed(), state.message
+    report = json.loads((tmp_path / "run/data/report.json").read_text())
+    r = report["per_source"]["local/mine"]
+    assert all(report["checks"].values())
+    assert r["to_translate"] == r["translated"] < r["dialogs"]  # the Russian record is not translated
+    final = read_dialogs(tmp_path / "run/data/final/data/train-00000-of-00001.parquet") + read_dialogs(
+        tmp_path / "run/data/final/data/validation-00000-of-00001.parquet")
+    assert {d["source"] for d in final} == {"local/mine"}
+    assert {d["license"] for d in final} == {"MIT"}
+    native_ru = [d for d in final if d["lang"] == "ru" and "translator" not in d["meta"]]
+    assert len(native_ru) == r["dialogs"] - r["to_translate"]
+
+
+def test_changed_license_is_not_served_from_an_old_shard(tmp_path, tiny_dir):
+    from ruinstruct import pipeline
+    from ruinstruct.io import read_dialogs
+
+    cfg = tiny_run_config(tiny_dir, tmp_path / "run")
+    assert run(cfg).is_completed()
+    sources = [s.model_copy(update={"license": "CC-BY-SA-3.0-relicensed"}) if s.name == "chip2" else s
+               for s in cfg.data.sources]
+    cfg2 = cfg.model_copy(update={"data": cfg.data.model_copy(update={"sources": sources})})
+    pipeline.clear_translators()
+    state = run(cfg2)
+    assert state.is_completed()
+    states = shard_states(task_states(state))
+    assert {k for k, v in states.items() if v != "Cached"} == {k for k in states if "chip2" in k}
+    final = read_dialogs(tmp_path / "run/data/final/data/train-00000-of-00001.parquet")
+    assert {d["license"] for d in final if d["source"] == "chip2"} == {"CC-BY-SA-3.0-relicensed"}
+    # results are persisted under the run root, beside their cache records
+    assert list((tmp_path / "run/.prefect/results").iterdir())

@@ -230,9 +230,13 @@ def test_oom_halves_batch_and_keeps_order(tiny_dir, corpus):
     tr._generate = flaky  # type: ignore[method-assign]
     calls_before = tr.generate_calls
     assert tr.translate(texts) == expected
-    assert sizes == [8, 4, 2, 2, 4, 2, 2]
-    assert tr.oom_retries == 3
+    assert sizes == [8, 4, 2, 2, 2, 2]  # the second half starts at the size that fitted
+    assert tr.oom_retries == 2
     assert tr.generate_calls - calls_before == 4
+    # later batches start at the remembered size: no OOM again
+    sizes.clear()
+    assert tr.translate([en for en, _ in corpus[20:28]]) == tr.translate_naive([en for en, _ in corpus[20:28]])
+    assert sizes[:4] == [2, 2, 2, 2] and tr.oom_retries == 2
 
 
 def test_oom_at_batch_size_one_reraises(tiny_dir, corpus):

@@ -93,3 +93,13 @@ def test_report_detects_counts_that_do_not_add_up():
     loads[0]["counts"]["excluded"] = 1
     rep = build_report(loads, [], None, None)
     assert all(rep["checks"].values())
+
+
+def test_split_keeps_original_and_translation_together(tmp_path):
+    mix(groups(), MixConfig(seed=5, validation_fraction=0.3), tmp_path / "f", tmp_path / "r.jsonl")
+    train = read_dialogs(tmp_path / "f/data/train-00000-of-00001.parquet")
+    val = read_dialogs(tmp_path / "f/data/validation-00000-of-00001.parquet")
+    key = {d["id"]: d.get("origin_id") or d["id"] for d in train + val}
+    assert {key[d["id"]] for d in train}.isdisjoint({key[d["id"]] for d in val})
+    assert any(d["lang"] == "ru" for d in val)  # translations do land in validation, with their originals
+    assert 5 <= len(val) <= 9

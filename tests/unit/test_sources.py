@@ -542,3 +542,16 @@ def test_real_chip2_pair_sample():
     check_result(r)
     assert r.counts == {"read": 102, "kept": 102, "rejected": 0, "excluded": 0, "dialogs": 102}
     assert r.dialogs[1]["messages"][0]["content"] == "How do I find a job?"
+
+
+def test_local_records_belong_to_the_configured_source():
+    from ruinstruct.config import SourceConfig
+    from ruinstruct.sources import load_source
+
+    path = Path(__file__).resolve().parents[2] / "src/ruinstruct/resources/fixtures/local/dialogs.jsonl"
+    res = load_source(SourceConfig(name="local/mine", kind="local", path=str(path)))
+    assert res.dialogs and {d["source"] for d in res.dialogs} == {"local/mine"}
+    assert all(d["id"].startswith("local/mine:") for d in res.dialogs)
+    assert all(d["meta"].get("upstream_source") == "local/demo" for d in res.dialogs)
+    ru = [d for d in res.dialogs if d["lang"] == "ru"]
+    assert ru and all(d["origin_id"].startswith("local/mine:") for d in ru if d["origin_id"])

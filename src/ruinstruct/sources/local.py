@@ -1,9 +1,12 @@
 """Local files already in the dialog-record format (schema.py), JSONL or parquet.
 
 Each record is validated with schema.validate; `meta` may be a JSON string (as in parquet).
-Missing id / source / license are filled from the config (`<cfg.name>:<row index>`, cfg.name,
-cfg.effective_license); a license set in the config overrides the record's. Everything else is
-kept as written.
+The record's `source` becomes cfg.name (a record's own value, if different, moves to
+meta["upstream_source"]): every later stage groups and counts by source name, so a record must not
+claim to belong to another source. An id is prefixed with `<cfg.name>:` unless it already is, so
+ids stay unique across sources; a missing id is `<cfg.name>:<row index>`. A missing license comes
+from the config, and a license set in the config overrides the record's. Everything else is kept
+as written.
 """
 
 from __future__ import annotations
@@ -27,14 +30,19 @@ def convert(obj: dict[str, Any], row: Row, cfg: SourceConfig) -> Dialog:
         d["meta"] = {}
     if not d.get("id"):
         d["id"] = dialog_id(cfg, row.key)
-    if not d.get("source"):
-        d["source"] = cfg.name
+    elif not str(d["id"]).startswith(f"{cfg.name}:"):
+        d["id"] = f"{cfg.name}:{d['id']}"
+    if d.get("source") and d["source"] != cfg.name and isinstance(d.get("meta"), dict):
+        d["meta"] = {**d["meta"], "upstream_source": d["source"]}
+    d["source"] = cfg.name
     if cfg.license or not d.get("license"):
         d["license"] = cfg.effective_license
     if not isinstance(d.get("meta"), dict):
         raise Rejected("meta is not an object")
     if d.get("origin_id") is not None and not isinstance(d["origin_id"], str):
         raise Rejected("origin_id is not a string")
+    if d.get("origin_id") and not d["origin_id"].startswith(f"{cfg.name}:"):
+        d["origin_id"] = f"{cfg.name}:{d['origin_id']}"  # same prefix as the ids it points at
     reasons = validate(d)
     if reasons:
         raise Rejected(*reasons)

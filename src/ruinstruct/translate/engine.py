@@ -45,6 +45,14 @@ def translator_id(cfg: TranslationConfig) -> str:
     return cfg.translator_id
 
 
+def resolve_config(cfg: TranslationConfig) -> TranslationConfig:
+    """`device`/`dtype` "auto" made concrete for this machine, so the translator id (and with it
+    every cache key) tells a bf16 GPU translation from an fp32 CPU one."""
+    device = resolve_device(cfg.device)
+    dtype = str(resolve_dtype(cfg.dtype, device)).removeprefix("torch.")
+    return cfg.model_copy(update={"device": "cuda" if device.startswith("cuda") else device, "dtype": dtype})
+
+
 def load_translator(cfg: TranslationConfig) -> Translator:
     """The one factory the pipeline uses to get a translator (tests monkeypatch this)."""
     return HFTranslator(cfg)
@@ -156,7 +164,7 @@ def resolve_dtype(dtype: str, device: str):
 
     if dtype == "auto":
         if device.startswith("cuda"):
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+            return torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float16
         return torch.float32
     return getattr(torch, dtype)
 
@@ -188,6 +196,7 @@ class HFTranslator:
         self.tokens_in = 0
         self.tokens_out = 0
         self.oom_retries = 0
+        self._oom_cap: int | None = None  # after a CUDA OOM, later batches are cut to this size
 
     def __repr__(self) -> str:
         return f"HFTranslator({self.id})"
@@ -318,9 +327,12 @@ class HFTranslator:
                 idx.append(segments[chunk])
             plan[text] = idx
         outputs: list[str | None] = [None] * len(seg_ids)
-        for batch in self.plan_batches([len(s) for s in seg_ids]):
-            for i, out in zip(batch, self._run_batch([seg_ids[i] for i in batch]), strict=True):
-                outputs[i] = out
+        for planned in self.plan_batches([len(s) for s in seg_ids]):
+            step = self._oom_cap or len(planned)
+            for start in range(0, len(planned), step):
+                batch = planned[start : start + step]
+                for i, out in zip(batch, self._run_batch([seg_ids[i] for i in batch]), strict=True):
+                    outputs[i] = out
         self.segments_generated += len(seg_ids)
         done = {t: " ".join(outputs[i] for i in idx) for t, idx in plan.items()}  # type: ignore[misc]
         return [done.get(t, t) for t in texts]
@@ -336,7 +348,7 @@ class HFTranslator:
         return out
 
     def _run_batch(self, seqs: list[list[int]]) -> list[str]:
-        """Generate for one batch; on CUDA OOM free the cache, halve the batch and retry each half
+        """Generate for one batch; on CUDA OOM free the cache and retry in chunks of half the size
         (recursively; a single text that does not fit re-raises)."""
         import torch
 
@@ -351,8 +363,16 @@ class HFTranslator:
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
         half = (len(seqs) + 1) // 2
-        log.warning("CUDA OOM on a batch of %d texts: retrying as %d + %d", len(seqs), half, len(seqs) - half)
-        return self._run_batch(seqs[:half]) + self._run_batch(seqs[half:])
+        # Remember the smaller size, so later chunks and later batches don't OOM all over again.
+        self._oom_cap = min(self._oom_cap or half, half)
+        log.warning("CUDA OOM on a batch of %d texts: batches now at most %d", len(seqs), self._oom_cap)
+        out: list[str] = []
+        start = 0
+        while start < len(seqs):
+            step = self._oom_cap  # may shrink further inside the recursive call
+            out += self._run_batch(seqs[start : start + step])
+            start += step
+        return out
 
     def _generate_batch(self, seqs: list[list[int]]) -> list[str]:
         import torch

@@ -7,7 +7,7 @@ translator id. A retried or restarted run finds finished shards by name and does
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,16 +16,21 @@ from ..paths import safe_name
 from ..schema import Dialog, content_hash
 
 
-def plan_shards(source: str, raw_file: str | Path, shard_size: int, shards_dir: str | Path) -> list[dict[str, Any]]:
-    """Cut `raw_file` (one source's valid English dialogs, in load order) into shards of
-    `shard_size` dialogs and write each shard's input file (atomic, idempotent).
+def plan_shards(
+    source: str, raw_file: str | Path, shard_size: int, shards_dir: str | Path, lang: str = "en"
+) -> list[dict[str, Any]]:
+    """Cut the `lang` dialogs of `raw_file` (one source's valid dialogs, in load order) into
+    shards of `shard_size` dialogs and write each shard's input file (atomic, idempotent).
+    Dialogs in other languages are not translated (the mix takes them as they are).
 
     Returns small JSON-able refs: {"source", "index", "hash", "path", "dialogs"}.
     """
     shards_dir = Path(shards_dir)
     refs = []
-    for index, chunk in enumerate(iter_dialog_batches(raw_file, shard_size)):
-        h = content_hash([_strip(d) for d in chunk])
+    chunks = _batched((d for b in iter_dialog_batches(raw_file, shard_size) for d in b if d["lang"] == lang), shard_size)
+    for index, chunk in enumerate(chunks):
+        # the whole record: a changed license or meta must not come back from an old shard
+        h = content_hash(chunk)
         path = shards_dir / safe_name(source) / f"{index:05d}-{h[:16]}.parquet"
         if not path.exists():
             write_dialogs(path, chunk)
@@ -33,9 +38,15 @@ def plan_shards(source: str, raw_file: str | Path, shard_size: int, shards_dir: 
     return refs
 
 
-def _strip(d: Dialog) -> dict[str, Any]:
-    # What the translation depends on: the messages (and the id it is stored under).
-    return {"id": d["id"], "messages": d["messages"]}
+def _batched(items: Iterable[Dialog], n: int) -> Iterator[list[Dialog]]:
+    buf: list[Dialog] = []
+    for item in items:
+        buf.append(item)
+        if len(buf) == n:
+            yield buf
+            buf = []
+    if buf:
+        yield buf
 
 
 def shard_output(translated_dir: str | Path, ref: dict[str, Any], translator_id: str) -> Path:
