@@ -22,7 +22,7 @@ def write_config(tmp_path: Path, tiny_dir: Path) -> Path:
     for s in raw["data"]["sources"]:
         s["path"] = str((REPO / "configs" / s["path"]).resolve())
     raw["translation"]["model"] = str(tiny_dir / "translator")
-    raw["translation"]["shard_size"] = 6  # many small shards so the kill lands mid-translation
+    raw["translation"]["shard_size"] = 3  # many small shards so the kill lands mid-translation
     p = tmp_path / "tiny.yaml"
     p.write_text(yaml.safe_dump(raw))
     return p
@@ -49,7 +49,8 @@ def test_killed_run_resumes_to_the_same_dataset(tmp_path, tiny_dir):
         if done_at_kill:
             break
         time.sleep(0.05)
-    assert proc.poll() is None, proc.stdout.read()
+    if proc.poll() is not None:
+        pytest.fail(f"the run ended (rc {proc.returncode}) before a shard was seen done:\n{proc.stdout.read()[-3000:]}")
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     done_at_kill = sorted((killed / "data/translated").rglob("*.parquet"))

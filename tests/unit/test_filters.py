@@ -28,7 +28,9 @@ from ruinstruct.filters import (
     pair_with_originals,
     reason_kind,
 )
+from ruinstruct.filters import text as tx
 from ruinstruct.schema import make_dialog
+from ruinstruct.translate.segment import translatable_units
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "filter_set.jsonl"
 
@@ -422,6 +424,81 @@ def test_an_identical_copy_fails_only_language_checks(texts):
     result = apply_filters([(dict(en, id="c:ru", lang="ru", origin_id=en["id"]), en)])
     for row in result.rejected:
         assert {reason_kind(r).split("/")[0] for r in row["reasons"]} <= {"language"}
+
+
+# ---- text helpers: the translator's spans, linear time on adversarial input ----------------------
+
+@pytest.mark.parametrize(
+    ("line", "protected"),
+    [
+        (
+            "See [the docs](https://example.com/a_(b)) and `pip install x`, or mail me@example.org.",
+            ["[", "](https://example.com/a_(b))", "`pip install x`", "me@example.org"],
+        ),
+        (
+            "Solve $x^2$ and \\(y + 1\\) in <b>bold</b>, see https://en.wikipedia.org/wiki/Foo_(bar).",
+            ["$x^2$", "\\(y + 1\\)", "<b>", "</b>", "https://en.wikipedia.org/wiki/Foo_(bar)"],
+        ),
+    ],
+)
+def test_strip_protected_removes_what_the_translator_keeps(line, protected):
+    stripped = tx.strip_protected(line)
+    assert not any(span in stripped for span in protected)
+    assert all(unit in stripped for unit in translatable_units(line))
+    assert tx.urls(line) == [span.lstrip("](").removesuffix(")") if span.startswith("]") else span
+                             for span in protected if "://" in span]
+
+
+def _thue_morse(n: int) -> str:
+    """No piece three times back to back anywhere (cube-free), yet squares everywhere."""
+    return "".join("ab"[bin(i).count("1") % 2] for i in range(n))
+
+
+def test_text_helpers_finish_on_adversarial_input():
+    """40k-character inputs on which an unbounded or overlapping pattern backtracks
+    quadratically (the old TeX math pattern took ~5 s on the first one) or worse. Not timed:
+    each must give the right answer, and a quadratic pattern makes this test visibly slow."""
+    # nothing closes, so nothing is protected
+    for s in ("\\( " * 20000, "\\[ " * 20000, "$ " * 20000, "`" * 40000, "[" * 40000,
+              "](" * 20000, "a@" * 20000, "<a " * 13333):
+        assert tx.strip_protected(s) == s
+        assert tx.urls(s) == [] and tx.inline_code_spans(s) == []
+    # everything is protected
+    for s in ("$a$ " * 10000, "$$ " * 13332, "\\(x\\) " * 6666, "` " * 20000):
+        assert tx.strip_protected(s).strip() == ""
+    assert tx.inline_code_spans("` " * 20000) == ["` `"] * 10000
+    url = "http://" + "a" * 40000
+    assert tx.strip_protected(url) == " " and tx.urls(url) == [url]
+    s = "http://x" + ")" * 40000  # unbalanced closing brackets are not part of a URL
+    assert tx.urls(s) == ["http://x"] and tx.strip_protected(s) == " " + ")" * 40000
+    # code tokens: unclosed literals and comments, a placeholder with a long run of zero flags
+    s = '"' + '\\"' * 20000
+    assert tx.code_tokens(s) == ['"'] + ["\\", '"'] * 20000 and tx.code_skeleton(s) == s
+    s = "x = '" + "\\'" * 20000
+    assert tx.code_tokens(s) == ["x", "=", "'"] + ["\\", "'"] * 20000
+    s = "/* " * 13333
+    assert tx.code_tokens(s) == ["/", "*"] * 13333 and tx.code_skeleton(s) == s.rstrip()
+    fmt = "%" + "0" * 40000 + "d"
+    s = f'printf("{fmt}")'
+    assert tx.code_tokens(s) == ["printf", "(", '"', fmt, '"', ")"] and tx.code_skeleton(s) == s
+    # loops: a cube-free word has none, a periodic one is one loop
+    tm = _thue_morse(40000)
+    assert tx.glued_loops(tm) == [] and tx.longest_loop(tm, 80) == (0, "")
+    assert tx.glued_loops("ab" * 20000) == ["ab" * 20000] and tx.longest_loop("ab" * 20000, 80)[0] == 40000
+    # table delimiter rows: long runs of blanks that almost fit, and one long real row
+    for s in ("a | b\n" + " " * 40000 + "|", "a | b\n|-" + " " * 40000 + "x"):
+        assert tx.analyze(s).table_delim == (False, False)
+    assert tx.analyze("a | b\n|" + "---|" * 10000).table_delim == (False, True)
+
+
+def test_filters_finish_on_adversarial_copies():
+    for s in ("\\( " * 20000, "$ " * 20000, "`" * 40000, "[" * 40000, "http://" + "a" * 40000,
+              '"' + '\\"' * 20000, "/* " * 13333, "a | b\n" + " " * 40000 + "|"):
+        en, ru = with_answer(s, s)
+        result = apply_filters([(ru, en)])
+        assert result.total == 1
+        for row in result.rejected:  # a verbatim copy: only the language filter may object
+            assert {reason_kind(r).split("/")[0] for r in row["reasons"]} <= {"language"}
 
 
 # ---- the labelled set ----------------------------------------------------------------------------

@@ -1,28 +1,42 @@
 """Text analysis shared by the filters: line roles, code tokens, repetition statistics.
 
 Pure functions of strings. What counts as code or as a protected span follows the
-translator's own segmentation (`ruinstruct.translate.segment`), so a filter never demands that
-something survive verbatim which our translator legitimately translates.
+translator's own segmentation (`ruinstruct.translate.segment`, whose patterns and helpers are
+reused here), so a filter never demands that something survive verbatim which our translator
+legitimately translates.
+
+Every pattern runs in time linear in its input, also on adversarial strings (model output can
+hold anything): repeats are bounded or cannot overlap, and where a failed match would be retried
+from many starting positions the scan is organised so that it is not (see `_code_matches`).
 """
 
 from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 
-from ..translate.segment import looks_like_code, segment
+from ..translate.segment import (
+    PIPE_RE,
+    URL_RE,
+    WORD_RE,
+    code_spans,
+    fence_closes,
+    fence_open,
+    inline_spans,
+    is_table_delim,
+    looks_like_code,
+    segment,
+    trim_url,
+)
 
 # ---- characters and words ----------------------------------------------------------------------
 
-WORD_RE = re.compile(r"[^\W\d_]{2,}")  # a run of 2+ letters
 LETTER_RUN_RE = re.compile(r"[^\W\d_]+")
 TOKEN_RE = re.compile(r"\w+")
 LOWER_EN_WORD_RE = re.compile(r"(?<![\w'])[a-z][a-z']*[a-z](?![\w])")
-URL_RE = re.compile(r"(?:https?://|ftp://|www\.)[^\s<>\"'`)\]]+", re.IGNORECASE)
-INLINE_CODE_RE = re.compile(r"(?<!`)(`+)(?!`)(.+?)(?<!`)\1(?!`)")
-_URL_TRAIL = ".,;:!?*_~'\""
 
 NON_RUSSIAN_CYRILLIC = set("іїєґўјљњћџђѓќѕІЇЄҐЎЈЉЊЋЏЂЃЌЅ")
 
@@ -54,11 +68,14 @@ def is_art_line(line: str, max_word_fraction: float, min_chars: int) -> bool:
     return is_non_letter(strip_protected(line), max_word_fraction, min_chars)
 
 
-_GLUED_LOOP_RE = re.compile(r"(\w{2,}?)\1{2,}")
+#: Longest piece (chars) `glued_loops` looks for; bounds the work per position of a long token.
+GLUED_MAX_UNIT = 100
+_GLUED_LOOP_RE = re.compile(r"(\w{2," + str(GLUED_MAX_UNIT) + r"}?)\1{2,}")
 
 
 def glued_loops(text: str) -> list[str]:
-    """Words that contain one piece 3+ times back to back ("ЭтоЭтоЭто", "ТропТропТроп")."""
+    """Words that contain one piece (2 to `GLUED_MAX_UNIT` chars) 3+ times back to back
+    ("ЭтоЭтоЭто", "ТропТропТроп")."""
     out = []
     for w in TOKEN_RE.findall(text.lower()):
         if len(w) >= 6 and not w.isdigit() and _GLUED_LOOP_RE.search(w):
@@ -67,46 +84,32 @@ def glued_loops(text: str) -> list[str]:
 
 
 def urls(text: str) -> list[str]:
+    """The URLs the translator keeps verbatim: those of the protected spans of `text` other than
+    code spans (a URL on its own or the target of a markdown link), trimmed like the
+    translator trims them."""
     out = []
-    for m in URL_RE.finditer(text):
-        u = m.group(0)
-        while u and u[-1] in _URL_TRAIL:
-            u = u[:-1]
-        if u:
-            out.append(u)
+    for part, protected in inline_spans(text):
+        if not protected or part.startswith("`"):
+            continue
+        for m in URL_RE.finditer(part):
+            u = trim_url(m.group(0))
+            if u:
+                out.append(u)
     return out
 
 
 def inline_code_spans(line: str) -> list[str]:
-    return [m.group(0) for m in INLINE_CODE_RE.finditer(line)]
+    """The inline code spans of `line`, backticks included (the translator's rule)."""
+    return [part for part, code in code_spans(line) if code]
 
 
 # ---- line roles ----------------------------------------------------------------------------------
 
-_FENCE_OPEN = re.compile(r"[ \t]*(?P<fence>`{3,}|~{3,})(?P<info>.*)")
-_FENCE_CLOSE = re.compile(r"[ \t]*(?P<fence>`{3,}|~{3,})[ \t]*")
-_TABLE_DELIM = re.compile(r"[ \t]*\|?[ \t]*:?-+:?[ \t]*(?:\|[ \t]*:?-+:?[ \t]*)*\|?[ \t]*")
-_PIPE = re.compile(r"(?<!\\)\|")
 _NOT_CODE_INFO = {"", "ascii", "text", "txt", "plain", "plaintext", "art", "markdown", "md", "output"}
 
 
-def _fence_open(line: str) -> tuple[str, int, str] | None:
-    m = _FENCE_OPEN.fullmatch(line)
-    if not m:
-        return None
-    fence, info = m["fence"], m["info"]
-    if fence[0] == "`" and "`" in info:
-        return None  # CommonMark: ```code``` on one line is inline code, not a fence
-    return fence[0], len(fence), info.strip()
-
-
-def _fence_closes(line: str, char: str, length: int) -> bool:
-    m = _FENCE_CLOSE.fullmatch(line)
-    return bool(m) and m["fence"][0] == char and len(m["fence"]) >= length
-
-
 def table_cells(row: str) -> list[str]:
-    parts = _PIPE.split(row.strip())
+    parts = PIPE_RE.split(row.strip())
     if parts and not parts[0].strip():
         parts = parts[1:]
     if parts and not parts[-1].strip():
@@ -154,11 +157,11 @@ def analyze(text: str) -> TextInfo:
     table_delim = [False] * n
     i = 0
     while i < n:
-        f = _fence_open(lines[i])
+        f = fence_open(lines[i])
         if f is not None:
             char, length, info = f
             j = i + 1
-            while j < n and not _fence_closes(lines[j], char, length):
+            while j < n and not fence_closes(lines[j], char, length):
                 j += 1
             marker[i] = True
             if j < n:
@@ -171,11 +174,11 @@ def analyze(text: str) -> TextInfo:
                 code_block[k] = is_code
             i = j + 1
             continue
-        if "|" in lines[i] and i + 1 < n and "|" in lines[i + 1] and _TABLE_DELIM.fullmatch(lines[i + 1]):
+        if "|" in lines[i] and i + 1 < n and is_table_delim(lines[i + 1]):
             table_row[i] = True
             table_delim[i + 1] = True
             j = i + 2
-            while j < n and lines[j].strip() and "|" in lines[j] and _fence_open(lines[j]) is None:
+            while j < n and lines[j].strip() and "|" in lines[j] and fence_open(lines[j]) is None:
                 table_row[j] = True
                 j += 1
             i = j
@@ -230,18 +233,10 @@ def prose_of_translation(ru: TextInfo, en: TextInfo) -> str:
     return "\n".join(out)
 
 
-_MATH_RE = re.compile(r"\$\$.+?\$\$|(?<![\\$\w])\$(?=[^\s$])[^$]*?(?<=[^\s\\$])\$(?![\d$])|\\\(.+?\\\)|\\\[.+?\\\]")
-_HTML_TAG_RE = re.compile(r"</?[A-Za-z][A-Za-z0-9-]*(?:\s[^<>]*)?/?>")
-_EMAIL_RE = re.compile(r"(?<![\w.+-])[\w.+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b")
-
-
 def strip_protected(line: str) -> str:
-    """A line without the inline spans the translator keeps verbatim (code, URLs, math, tags)."""
-    line = INLINE_CODE_RE.sub(" ", line)
-    line = URL_RE.sub(" ", line)
-    line = _MATH_RE.sub(" ", line)
-    line = _EMAIL_RE.sub(" ", line)
-    return _HTML_TAG_RE.sub(" ", line)
+    """A line with every inline span the translator keeps verbatim (code, TeX math, link syntax,
+    URLs, e-mail addresses, HTML tags; `segment`'s rule 7) replaced by a space."""
+    return "".join(" " if protected else part for part, protected in inline_spans(line))
 
 
 @lru_cache(maxsize=4096)
@@ -255,17 +250,63 @@ def translatable_text(text: str) -> tuple[str, str]:
 
 # ---- code tokens ---------------------------------------------------------------------------------
 
-_CODE_TOKEN_RE = re.compile(
-    r"""(?P<str>"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*')"""
-    r"""|(?P<comment>(?:(?<=\s)|^)(?:\#(?!include|define|undef|ifn?def|endif|pragma|!)|//|--\s).*$|/\*.*?\*/)"""
-    r"""|(?P<word>[^\W\d]\w*)"""
-    r"""|(?P<num>\d[\w.]*)"""
-    r"""|(?P<op>[^\w\s])""",
-    re.MULTILINE,
-)
+_DQ_STRING = r"""(?:"(?:[^"\\\n]|\\.)*")"""
+_SQ_STRING = r"""(?:'(?:[^'\\\n]|\\.)*')"""
+_BLOCK_COMMENT = r"""(?:/\*.*?\*/)"""
+_NEVER = "(?!)"
 
 
-_PLACEHOLDER_RE = re.compile(r"\$?\{[^{}\n]*\}|%[-#0 +]*\d*(?:\.\d+)?[sdifrxXeEgGc]|\\[nt]")
+@lru_cache(maxsize=8)
+def _code_token_re(dq: bool = True, sq: bool = True, block: bool = True) -> re.Pattern[str]:
+    """The code token pattern; `dq`/`sq`/`block` False leave out "..." / '...' literals or
+    /* ... */ comments (see `_code_matches`)."""
+    return re.compile(
+        r"(?P<str>" + (_DQ_STRING if dq else _NEVER) + "|" + (_SQ_STRING if sq else _NEVER) + ")"
+        r"|(?P<comment>(?:(?<=\s)|^)(?:\#(?!include|define|undef|ifn?def|endif|pragma|!)|//|--\s).*$"
+        r"|" + (_BLOCK_COMMENT if block else _NEVER) + ")"
+        r"|(?P<word>[^\W\d]\w*)"
+        r"|(?P<num>\d[\w.]*)"
+        r"|(?P<op>[^\w\s])",
+        re.MULTILINE,
+    )
+
+
+def _code_matches(text: str) -> Iterator[re.Match[str]]:
+    """The matches of `_code_token_re()` in `text`, the same as its `finditer`, in linear time.
+
+    A literal or block comment that never closes is looked for up to the end of its line, and a
+    plain `finditer` repeats that from every later quote or "/*" of the line: quadratic on
+    '"\\"\\"\\"...' or "/* /* /* ...". Once a literal opened by a quote fails, every later one
+    opened by the same quote on that line fails too (that quote was escaped in the failed scan,
+    so both scans end alike), and once a "/*" finds no "*/" no later one does; so up to the end
+    of the line the pattern without that alternative gives the same tokens.
+    """
+    pos, n = 0, len(text)
+    dq = sq = block = True
+    eol = -1  # the end of the line of the last match
+    while (m := _code_token_re(dq, sq, block).search(text, pos)) is not None:
+        if m.start() > eol:  # a new line: everything may open again
+            eol = text.find("\n", m.start())
+            eol = n if eol < 0 else eol
+            if not (dq and sq and block):
+                dq = sq = block = True
+                pos = m.start()  # only blanks were skipped, for any of the patterns
+                continue
+        yield m
+        pos = m.end()
+        if m.lastgroup == "op":
+            c = m.group(0)
+            if c == '"':
+                dq = False
+            elif c == "'":
+                sq = False
+            elif c == "/" and text.startswith("*", pos):
+                block = False
+
+
+# The width cannot start with "0" ("0" is a flag): the same strings as "%[-#0 +]*\d*...", but
+# without two adjacent repeats that both match "0" (quadratic on "%000...").
+_PLACEHOLDER_RE = re.compile(r"\$?\{[^{}\n]*\}|%[-#0 +]*(?:[1-9]\d*)?(?:\.\d+)?[sdifrxXeEgGc]|\\[nt]")
 
 
 def code_tokens(line: str) -> list[str]:
@@ -276,7 +317,7 @@ def code_tokens(line: str) -> list[str]:
     (ours keeps them, others do not), the program still runs as long as those survive.
     """
     out: list[str] = []
-    for m in _CODE_TOKEN_RE.finditer(line):
+    for m in _code_matches(line):
         kind = m.lastgroup
         if kind == "comment":
             continue
@@ -293,7 +334,7 @@ def code_skeleton(line: str) -> str:
     whitespace kept: what must survive of a code line, byte for byte."""
     out: list[str] = []
     pos = 0
-    for m in _CODE_TOKEN_RE.finditer(line):
+    for m in _code_matches(line):
         out.append(line[pos : m.start()])
         kind = m.lastgroup
         if kind == "str":

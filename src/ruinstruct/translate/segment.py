@@ -76,11 +76,20 @@ from dataclasses import dataclass
 __all__ = [
     "INDENT_CODE_WIDTH",
     "MIN_LETTER_RATIO",
+    "PIPE_RE",
+    "URL_RE",
+    "WORD_RE",
     "Piece",
+    "code_spans",
+    "fence_closes",
+    "fence_open",
+    "inline_spans",
+    "is_table_delim",
     "join",
     "looks_like_code",
     "segment",
     "translatable_units",
+    "trim_url",
 ]
 
 #: Minimum share of non-space characters that must be letters of 2+-letter words for a line
@@ -103,6 +112,8 @@ class Piece:
 # ---- small helpers -----------------------------------------------------------------------------
 
 _WORD = re.compile(r"[^\W\d_]{2,}")
+#: A word: a run of 2+ letters (what the letter ratio of rule 8 counts).
+WORD_RE = _WORD
 
 
 def _word_letters(s: str) -> int:
@@ -173,26 +184,39 @@ class _Builder:
 
 _FENCE_OPEN = re.compile(r"[ \t]*(?P<fence>`{3,}|~{3,})(?P<info>.*)")
 _FENCE_CLOSE = re.compile(r"[ \t]*(?P<fence>`{3,}|~{3,})[ \t]*")
-_TABLE_DELIM = re.compile(r"[ \t]*\|?[ \t]*:?-+:?[ \t]*(?:\|[ \t]*:?-+:?[ \t]*)*\|?[ \t]*")
+# "|---|:---:|": optional outer pipes, cells of dashes with optional colons. Written so that no
+# two adjacent parts can match the same characters ("[ \t]*(?:\|[ \t]*)?" rather than
+# "[ \t]*\|?[ \t]*", the same language): a failing fullmatch stays linear in the line length.
+_TABLE_DELIM = re.compile(r"[ \t]*(?:\|[ \t]*)?:?-+:?[ \t]*(?:\|[ \t]*:?-+:?[ \t]*)*(?:\|[ \t]*)?")
 _PIPE = re.compile(r"(?<!\\)\|")
+#: A "|" that separates table cells (an escaped "\|" does not).
+PIPE_RE = _PIPE
 
 
-def _fence_open(line: str) -> tuple[str, int] | None:
+def fence_open(line: str) -> tuple[str, int, str] | None:
+    """(fence character, fence length, stripped info string) when `line` opens a fence (rule 1)."""
     m = _FENCE_OPEN.match(line)
     if not m:
         return None
     fence = m["fence"]
     if fence[0] == "`" and "`" in m["info"]:
         return None  # CommonMark: a backtick fence's info string has no backtick (inline code)
-    return fence[0], len(fence)
+    return fence[0], len(fence), m["info"].strip()
 
 
-def _fence_closes(line: str, char: str, length: int) -> bool:
+def _fence_open(line: str) -> tuple[str, int] | None:
+    f = fence_open(line)
+    return None if f is None else (f[0], f[1])
+
+
+def fence_closes(line: str, char: str, length: int) -> bool:
+    """True when `line` closes a fence opened with `length` times `char`."""
     m = _FENCE_CLOSE.fullmatch(line)
     return bool(m) and m["fence"][0] == char and len(m["fence"]) >= length
 
 
-def _is_table_delim(line: str) -> bool:
+def is_table_delim(line: str) -> bool:
+    """True for a markdown table delimiter row ("|---|:---:|", at least one "|")."""
     return "|" in line and _TABLE_DELIM.fullmatch(line) is not None
 
 
@@ -220,7 +244,7 @@ def segment(text: str) -> list[Piece]:
         fence = _fence_open(content)
         if fence is not None:
             j = i + 1
-            while j < n and not _fence_closes(lines[j][0], *fence):
+            while j < n and not fence_closes(lines[j][0], *fence):
                 j += 1
             end = min(j, n - 1)
             b.verbatim("".join(c + t for c, t in lines[i : end + 1]))
@@ -234,7 +258,7 @@ def segment(text: str) -> list[Piece]:
             i += 1
             continue
 
-        if "|" in content and i + 1 < n and _is_table_delim(lines[i + 1][0]):
+        if "|" in content and i + 1 < n and is_table_delim(lines[i + 1][0]):
             _table_row(b, content)
             b.verbatim(term + lines[i + 1][0] + lines[i + 1][1])
             j = i + 2
@@ -336,7 +360,7 @@ def _fragment(b: _Builder, s: str, *, check_strong_code: bool) -> None:
     if check_strong_code and looks_like_code(core, strong_only=True):
         b.verbatim(s)
         return
-    spans = _inline_spans(core)
+    spans = inline_spans(core)
     if not _is_texty("".join(t for t, protected in spans if not protected)):
         b.verbatim(s)
         return
@@ -358,6 +382,8 @@ _LINK = re.compile(
     r"|\]\((?:[^()\s]|\([^()\s]*\))*(?:\s+\"[^\"]*\")?\)"  # "](target)" or '](target "title")'
 )
 _URL = re.compile(r"(?:https?://|ftp://|www\.)[^\s<>\"'`]+", re.IGNORECASE)
+#: A URL as rule 7 finds it, before `trim_url` takes trailing punctuation off.
+URL_RE = _URL
 _EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b")
 _HTML_TAG = re.compile(r"</?[A-Za-z][A-Za-z0-9-]*(?:\s[^<>]*)?/?>")
 _MATH = re.compile(
@@ -369,27 +395,38 @@ _URL_TRAIL = ".,;:!?*_~'\""
 _CLOSERS = {")": "(", "]": "[", "}": "{"}
 
 
-def _trim_url(url: str) -> str:
-    while url:
-        last = url[-1]
+def trim_url(url: str) -> str:
+    """`url` without trailing punctuation and unbalanced closing brackets (linear time)."""
+    count = {c: url.count(c) for c in "()[]{}"}
+    end = len(url)
+    while end:
+        last = url[end - 1]
         if last in _URL_TRAIL:
-            url = url[:-1]
-        elif last in _CLOSERS and url.count(last) > url.count(_CLOSERS[last]):
-            url = url[:-1]
+            end -= 1
+        elif last in _CLOSERS and count[last] > count[_CLOSERS[last]]:
+            count[last] -= 1
+            end -= 1
         else:
             break
-    return url
+    return url[:end]
 
 
-def _split_code_spans(s: str) -> list[tuple[str, bool]]:
+def code_spans(s: str) -> list[tuple[str, bool]]:
+    """`s` cut into (text, is a code span) parts: a run of N backticks up to the next run of
+    exactly N; an unmatched run is ordinary text."""
     runs = [(m.start(), m.end()) for m in _BACKTICKS.finditer(s)]
+    following: list[int | None] = [None] * len(runs)  # the next run of the same length
+    last: dict[int, int] = {}
+    for k in range(len(runs) - 1, -1, -1):
+        length = runs[k][1] - runs[k][0]
+        following[k] = last.get(length)
+        last[length] = k
     out: list[tuple[str, bool]] = []
     pos = 0
     k = 0
     while k < len(runs):
-        start, end = runs[k]
-        length = end - start
-        close = next((k2 for k2 in range(k + 1, len(runs)) if runs[k2][1] - runs[k2][0] == length), None)
+        start = runs[k][0]
+        close = following[k]
         if close is None:
             k += 1
             continue
@@ -427,11 +464,13 @@ def _split_by(parts: list[tuple[str, bool]], pattern: re.Pattern[str], trim=None
     return out
 
 
-def _inline_spans(s: str) -> list[tuple[str, bool]]:
-    parts = _split_code_spans(s)
+def inline_spans(s: str) -> list[tuple[str, bool]]:
+    """`s` cut into (text, protected) parts: the inline protected spans of rule 7 and the text
+    between them."""
+    parts = code_spans(s)
     parts = _split_by(parts, _MATH)
     parts = _split_by(parts, _LINK)
-    parts = _split_by(parts, _URL, _trim_url)
+    parts = _split_by(parts, _URL, trim_url)
     parts = _split_by(parts, _EMAIL)
     parts = _split_by(parts, _HTML_TAG)
     return parts
