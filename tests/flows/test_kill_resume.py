@@ -53,7 +53,9 @@ def test_killed_run_resumes_to_the_same_dataset(tmp_path, tiny_dir):
         pytest.fail(f"the run ended (rc {proc.returncode}) before a shard was seen done:\n{proc.stdout.read()[-3000:]}")
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    done_at_kill = sorted((killed / "data/translated").rglob("*.parquet"))
+    # a shard is finished once its stats sidecar is written (after its output); one killed between
+    # the two is redone, from the paragraph cache
+    done_at_kill = sorted((killed / "data/translated").rglob("*.stats.json"))
     assert not (killed / "data/final").exists(), "the run finished before it could be killed"
 
     resumed = cli(cfg, killed, env)
