@@ -176,3 +176,24 @@ def test_retry_of_failed_deployment_run_recomputes_only_the_failed_shard(
     assert report["failed_shards"] == []
     assert (root / "data/final/README.md").exists()
     assert list((root / "data/final/data").glob("train-*.parquet"))
+
+
+def test_project_prefect_yaml_deploys_and_runs_on_the_worker(prefect_server, process_worker, tmp_path, tiny_dir):
+    """`prefect deploy` of the project's own prefect.yaml; a run of it completes on the worker."""
+    from prefect.deployments import run_deployment
+
+    prefect_server.cli("deploy", "--name", "data-tiny", "--pool", process_worker.pool, timeout=180)
+    config_file = write_config(tmp_path, tiny_dir)
+    root = tmp_path / "run"
+    flow_run = run_deployment(
+        "ruinstruct-data/data-tiny",
+        parameters={"config_file": str(config_file), "output": str(root)},
+        timeout=300,
+        poll_interval=1,
+    )
+    assert flow_run.state is not None and flow_run.state.is_completed(), (
+        f"{flow_run.state}\n{tail(process_worker.log)}"
+    )
+    report = json.loads((root / "data/report.json").read_text())
+    assert all(report["checks"].values()) and report["splits"]["train"] > 0
+    assert (root / "data/final/README.md").exists()
