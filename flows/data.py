@@ -17,8 +17,9 @@ from prefect.states import Failed
 from tqdm import tqdm
 
 from ruinstruct.config import RunConfig, load_config
+from ruinstruct.mix import check_mix_config
 from ruinstruct.paths import RunPaths
-from ruinstruct.pipeline import check_mix_config, clear_translators
+from ruinstruct.pipeline import clear_translators
 from ruinstruct.translate.engine import resolve_config as resolve_translation
 from ruinstruct.translate.shards import shard_output
 from tasks.data import (
@@ -51,7 +52,7 @@ def data_flow(
     paths = RunPaths(config.root_path.resolve())
     root = str(paths.root)
     config = config.with_root(root)
-    check_mix_config(config.mix, list(config.data.sources))  # refuse bad licenses before any work
+    check_mix_config(config.data.sources, config.mix)  # refuse bad licenses before any work
     if config.data.hf_offline:  # before `datasets` is first imported in this process
         os.environ["HF_HUB_OFFLINE"] = os.environ["HF_DATASETS_OFFLINE"] = "1"
     translation = resolve_translation(config.translation)  # "auto" device/dtype made concrete

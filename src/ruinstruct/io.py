@@ -140,22 +140,26 @@ def read_dialogs(path: str | os.PathLike[str]) -> list[Dialog]:
     return rows  # type: ignore[return-value]
 
 
-def iter_dialog_batches(path: str | os.PathLike[str], size: int) -> Iterator[list[Dialog]]:
-    """Dialogs of a parquet file in batches of `size`, without reading the whole file (memory
-    stays flat however large the source is)."""
-    import pyarrow.parquet as pq
-
-    pf = pq.ParquetFile(path)
-    buf: list[Dialog] = []
-    for batch in pf.iter_batches(batch_size=size):
-        for r in batch.to_pylist():
-            r["meta"] = json.loads(r["meta"]) if r.get("meta") else {}
-            buf.append(r)  # type: ignore[arg-type]
-            if len(buf) == size:
-                yield buf
-                buf = []
+def batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    """Lists of `size` items (the last may be shorter); itertools.batched needs Python 3.12."""
+    buf: list[Any] = []
+    for item in items:
+        buf.append(item)
+        if len(buf) == size:
+            yield buf
+            buf = []
     if buf:
         yield buf
+
+
+def iter_dialogs(path: str | os.PathLike[str], chunk: int = 1024) -> Iterator[Dialog]:
+    """Dialogs of a parquet file, read in chunks (memory stays flat however large the file is)."""
+    import pyarrow.parquet as pq
+
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk):
+        for r in batch.to_pylist():
+            r["meta"] = json.loads(r["meta"]) if r.get("meta") else {}
+            yield r  # type: ignore[misc]
 
 
 def normalise_dialog(d: dict[str, Any]) -> Dialog:

@@ -38,6 +38,19 @@ def check_commercial(sources: Sequence[SourceConfig], cfg: MixConfig) -> None:
         )
 
 
+def check_names(cfg: MixConfig, names: Iterable[str]) -> None:
+    """mix.caps / mix.ratios may only name configured sources (a typo would silently cap nothing)."""
+    unknown = sorted((set(cfg.caps) | set(cfg.ratios)) - set(names))
+    if unknown:
+        raise ValueError(f"mix.caps/mix.ratios name sources that are not in data.sources: {unknown}")
+
+
+def check_mix_config(sources: Sequence[SourceConfig], cfg: MixConfig) -> None:
+    """Everything about the mix that can be refused before any work is done."""
+    check_commercial(sources, cfg)
+    check_names(cfg, (s.name for s in sources))
+
+
 _WS = re.compile(r"\s+")
 
 
@@ -110,9 +123,7 @@ def mix(
             dialogs = [d for i, d in enumerate(dialogs) if i in chosen]
         selected.extend(dialogs)
 
-    unknown = sorted((set(cfg.caps) | set(cfg.ratios)) - set(sources))
-    if unknown:
-        raise ValueError(f"mix.caps/mix.ratios name sources that are not in data.sources: {unknown}")
+    check_names(cfg, sources)
 
     splits = _split(selected, cfg.validation_fraction, rng)
 

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from .config import FilterConfig, MixConfig, RunConfig, SourceConfig, TranslationConfig
+from .config import FilterConfig, RunConfig, SourceConfig, TranslationConfig
 from .io import read_dialogs, write_dialogs, write_json, write_jsonl
 from .paths import RunPaths
 
@@ -170,13 +170,3 @@ def mix_only(config: RunConfig) -> dict[str, Any]:
             "would silently build a dataset without the translations"
         )
     return mix_run(config, paths, kept)
-
-
-def check_mix_config(mix_cfg: MixConfig, sources: list[SourceConfig]) -> None:
-    from .mix import check_commercial
-
-    check_commercial(sources, mix_cfg)
-    names = {s.name for s in sources}
-    unknown = sorted((set(mix_cfg.caps) | set(mix_cfg.ratios)) - names)
-    if unknown:
-        raise ValueError(f"mix.caps/mix.ratios name sources that are not in data.sources: {unknown}")

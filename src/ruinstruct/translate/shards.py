@@ -7,13 +7,13 @@ translator id. A retried or restarted run finds finished shards by name and does
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..io import iter_dialog_batches, read_dialogs, write_dialogs
+from ..io import batched, iter_dialogs, read_dialogs, write_dialogs
 from ..paths import safe_name
-from ..schema import Dialog, content_hash
+from ..schema import content_hash
 
 
 def plan_shards(
@@ -27,7 +27,7 @@ def plan_shards(
     """
     shards_dir = Path(shards_dir)
     refs = []
-    chunks = _batched((d for b in iter_dialog_batches(raw_file, shard_size) for d in b if d["lang"] == lang), shard_size)
+    chunks = batched((d for d in iter_dialogs(raw_file) if d["lang"] == lang), shard_size)
     for index, chunk in enumerate(chunks):
         # the whole record: a changed license or meta must not come back from an old shard
         h = content_hash(chunk)
@@ -36,17 +36,6 @@ def plan_shards(
             write_dialogs(path, chunk)
         refs.append({"source": source, "index": index, "hash": h, "path": str(path), "dialogs": len(chunk)})
     return refs
-
-
-def _batched(items: Iterable[Dialog], n: int) -> Iterator[list[Dialog]]:
-    buf: list[Dialog] = []
-    for item in items:
-        buf.append(item)
-        if len(buf) == n:
-            yield buf
-            buf = []
-    if buf:
-        yield buf
 
 
 def shard_output(translated_dir: str | Path, ref: dict[str, Any], translator_id: str) -> Path:
