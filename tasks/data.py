@@ -15,6 +15,7 @@ from prefect.filesystems import LocalFileSystem
 from ruinstruct import __version__, pipeline
 from ruinstruct.config import FilterConfig, RunConfig, SourceConfig, TranslationConfig
 from ruinstruct.data_report import build_report, report_markdown
+from ruinstruct.filters.report import filter_report_markdown
 from ruinstruct.io import write_json
 from ruinstruct.paths import RunPaths
 from ruinstruct.schema import content_hash
@@ -129,34 +130,6 @@ def filter_translations(
         key="filter-report", markdown=filter_report_markdown(summary), description="Corruption filters"
     )
     return summary
-
-
-def filter_report_markdown(summary: dict[str, Any]) -> str:
-    rep = summary["report"]
-    lines = [
-        "# Filter report",
-        "",
-        f"Translated {summary['translated']}, kept {summary['kept']}, rejected {summary['rejected']}.",
-        "",
-        "| filter | rejected |",
-        "|---|---|",
-    ]
-    lines += [f"| {k} | {v} |" for k, v in sorted(rep.get("per_filter", {}).items())]
-    lines += ["", "| source | translated | kept | rejected |", "|---|---|---|---|"]
-    for src, c in summary["per_source"].items():
-        lines.append(f"| {src} | {c.get('translated', 0)} | {c.get('kept', 0)} | {c.get('rejected', 0)} |")
-    examples = rep.get("examples", {})
-    if examples:
-        lines += ["", "## Examples", ""]
-        for reason, exs in sorted(examples.items()):
-            lines.append(f"### {reason}")
-            for ex in exs:
-                lines.append(f"- `{ex.get('id')}`: {ex.get('reason', '')}")
-                text = str(ex.get("translation", ex.get("text", "")))[:300].replace("\n", " ⏎ ")
-                if text:
-                    lines.append(f"  > {text}")
-    lines.append(f"\nRejects file: `{summary['rejects_file']}`")
-    return "\n".join(lines) + "\n"
 
 
 @task(name="mix-dataset")
