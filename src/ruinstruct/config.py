@@ -31,15 +31,39 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class Oasst1Options(Strict):
+    """Options of an `oasst1` source (the message-tree dataset OpenAssistant/oasst1)."""
+
+    policy: Literal["best", "all"] = Field(
+        default="best",
+        description="best: from each root follow the highest-ranked reply down to a leaf (one dialog per "
+        "tree); all: one dialog per root-to-leaf path",
+    )
+    lang: str = Field(
+        default="en", description="keep messages in this language; others (and the messages below them) are excluded"
+    )
+    spam_threshold: float = Field(
+        default=0.5, ge=0, le=1,
+        description="reject a message whose 'spam' label value (share of reviewers) is at least this",
+    )
+
+
+# Option sections that belong to one source kind: section name -> kind.
+KIND_OPTIONS: dict[str, str] = {"oasst1": "oasst1"}
+# Flat keys of older profiles -> where they live now (named in the error).
+_MOVED_OPTIONS = {"oasst_policy": "oasst1.policy", "oasst_lang": "oasst1.lang"}
+
+
 class SourceConfig(Strict):
     """One input dataset. With `path` set it is read from local files in the upstream format
-    (offline mode); otherwise `hf_id` is loaded with datasets.load_dataset."""
+    (offline mode); otherwise `hf_id` is loaded with datasets.load_dataset. Options that only one
+    kind understands live in a section named after that kind (`oasst1:`)."""
 
     name: str = Field(description="record source name: dolly | oasst1 | chip2 | saiga/<name> | local/<name>")
-    kind: SourceKind
+    kind: SourceKind = Field(description="upstream record format: dolly | oasst1 | chip2 | saiga | local")
     hf_id: str | None = Field(default=None, description="Hugging Face dataset id")
-    revision: str | None = None
-    split: str = "train"
+    revision: str | None = Field(default=None, description="hub mode: dataset revision (commit or tag); default main")
+    split: str = Field(default="train", description="hub mode: dataset split")
     data_files: str | list[str] | None = Field(
         default=None, description="hub mode: files inside the hub repo (load_dataset data_files)"
     )
@@ -47,14 +71,33 @@ class SourceConfig(Strict):
     limit: int | None = Field(default=None, ge=1, description="keep the first N valid dialogs")
     license: str | None = Field(default=None, description="override the source's stated license")
     commercial: bool | None = Field(default=None, description="override: may feed a commercial dataset")
-    oasst_policy: Literal["best", "all"] = Field(
-        default="best", description="oasst1: highest-ranked path per root, or every root-to-leaf path"
+    oasst1: Oasst1Options | None = Field(
+        default=None, description="kind oasst1 only: tree policy, language, spam threshold (defaults if unset)"
     )
-    oasst_lang: str = "en"
     translate: bool = Field(
         default=None,  # type: ignore[assignment]  # filled by _default_translate
         description="translate the source's English dialogs (default: yes, except Saiga, which is Russian)",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _kind_options(cls, data: Any) -> Any:
+        """An option section for another kind is an error naming it (it would be ignored);
+        the kind's own section is filled with its defaults."""
+        if not isinstance(data, dict):
+            return data
+        name, kind = data.get("name"), data.get("kind")
+        for old, new in _MOVED_OPTIONS.items():
+            if old in data:
+                raise ValueError(f"source {name!r}: `{old}` is now `{new}` (write `{new.split('.')[0]}: "
+                                 f"{{{new.split('.')[1]}: ...}}`)")
+        for section, owner in KIND_OPTIONS.items():
+            if data.get(section) is not None and kind != owner:
+                raise ValueError(f"source {name!r}: `{section}` options apply to kind {owner} only, "
+                                 f"and this source is kind {kind}")
+            if kind == owner and data.get(section) is None:
+                data = {**data, section: {}}
+        return data
 
     @model_validator(mode="before")
     @classmethod

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-from .schema import FIELDS, Dialog
+from .schema import FIELDS, Dialog, null_non_finite, validate
 
 
 @contextlib.contextmanager
@@ -39,46 +40,117 @@ def write_text(path: str | os.PathLike[str], text: str) -> Path:
 
 
 def write_json(path: str | os.PathLike[str], obj: Any) -> Path:
-    return write_text(path, json.dumps(obj, ensure_ascii=False, indent=2, sort_keys=True) + "\n")
+    return write_text(path, _dumps(obj, path, indent=2, sort_keys=True) + "\n")
 
 
 def read_json(path: str | os.PathLike[str]) -> Any:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
+def _dumps(obj: Any, path: str | os.PathLike[str] | None = None, **kw: Any) -> str:
+    # allow_nan=False: NaN/Infinity are not JSON, and other tools (jq, JavaScript, datasets'
+    # JSON reader) refuse files that hold them. A value that reaches here is a bug upstream.
+    try:
+        return json.dumps(obj, ensure_ascii=False, allow_nan=False, **kw)
+    except ValueError as e:
+        where = f"{path}: " if path is not None else ""
+        raise ValueError(f"{where}cannot write NaN or Infinity as JSON ({e}); see io.json_safe") from None
+
+
 def dumps_line(obj: Any) -> str:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    return _dumps(obj, separators=(",", ":"))
 
 
 def write_jsonl(path: str | os.PathLike[str], rows: Iterable[Any]) -> int:
     n = 0
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         for row in rows:
-            f.write(dumps_line(row) + "\n")
+            f.write(_dumps(row, path, separators=(",", ":")) + "\n")
             n += 1
     return n
 
 
-def iter_jsonl(path: str | os.PathLike[str]) -> Iterator[tuple[int, Any | None, str]]:
-    """Yield (line number, parsed object or None if malformed, raw line) for non-blank lines."""
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
+def json_safe(obj: Any) -> Any:
+    """`obj` with every NaN/Infinity float replaced by its name as a string ("NaN", "Infinity",
+    "-Infinity"), so that evidence in a rejects file stays standard JSON and still shows what was
+    there."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return "NaN" if obj != obj else ("Infinity" if obj > 0 else "-Infinity")
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [json_safe(v) for v in obj]
+    return obj
+
+
+class JsonlLine(NamedTuple):
+    """One non-blank line of a JSONL file. `obj` is None when the line did not decode or parse;
+    then `error` says why and `raw` holds the text (undecodable bytes as \\xNN escapes)."""
+
+    lineno: int
+    obj: Any
+    raw: str
+    error: str | None
+
+
+class InputFileError(ValueError):
+    """An input file that cannot be read at all (the message names the file and the place)."""
+
+
+def _decode_error(e: UnicodeDecodeError, data: bytes) -> str:
+    return f"not UTF-8: byte 0x{data[e.start]:02x} at byte offset {e.start} ({e.reason})"
+
+
+def iter_jsonl_lines(path: str | os.PathLike[str]) -> Iterator[JsonlLine]:
+    """Every non-blank line of a JSONL file, decoded and parsed one by one, so that one line that
+    is not UTF-8 or not JSON is that line's problem and not the whole file's. A UTF-8 byte order
+    mark at the start of the file is skipped."""
+    with open(path, "rb") as f:
+        for lineno, data in enumerate(f, 1):
+            if lineno == 1 and data.startswith(b"\xef\xbb\xbf"):
+                data = data[3:]
+            data = data.rstrip(b"\r\n")
+            if not data.strip():
                 continue
             try:
-                yield lineno, json.loads(line), line.rstrip("\n")
+                text = data.decode("utf-8")
+            except UnicodeDecodeError as e:
+                yield JsonlLine(lineno, None, data.decode("utf-8", "backslashreplace"), _decode_error(e, data))
+                continue
+            try:
+                yield JsonlLine(lineno, json.loads(text), text, None)
             except json.JSONDecodeError:
-                yield lineno, None, line.rstrip("\n")
+                yield JsonlLine(lineno, None, text, "malformed JSON line")
+
+
+def iter_jsonl(path: str | os.PathLike[str]) -> Iterator[tuple[int, Any | None, str]]:
+    """Yield (line number, parsed object or None if malformed, raw line) for non-blank lines.
+    (iter_jsonl_lines also says why a line failed.)"""
+    for line in iter_jsonl_lines(path):
+        yield line.lineno, line.obj, line.raw
 
 
 def read_jsonl(path: str | os.PathLike[str]) -> list[Any]:
-    """Strict reader for files this project wrote (a malformed line is an error)."""
+    """Strict reader for files this project wrote (a bad line is an error naming file:line)."""
     out = []
-    for lineno, obj, _ in iter_jsonl(path):
-        if obj is None:
-            raise ValueError(f"{path}:{lineno}: malformed JSON line")
-        out.append(obj)
+    for line in iter_jsonl_lines(path):
+        if line.error:
+            raise InputFileError(f"{path}:{line.lineno}: {line.error}")
+        out.append(line.obj)
     return out
+
+
+def not_utf8_error(path: str | os.PathLike[str], data: bytes, e: UnicodeDecodeError) -> InputFileError:
+    """The error for a whole document (not a line-wise file) that is not UTF-8: names the file,
+    the line and the byte offset."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]  # decode("utf-8-sig") counts positions after the BOM
+    line = data.count(b"\n", 0, e.start) + 1
+    offset = e.start - (data.rfind(b"\n", 0, e.start) + 1)
+    return InputFileError(
+        f"{path}: not UTF-8 at line {line}, byte offset {offset} (byte 0x{data[e.start]:02x}: {e.reason}); "
+        "save the file as UTF-8"
+    )
 
 
 # ---- dialogs <-> parquet -------------------------------------------------------------------
@@ -108,7 +180,7 @@ def dialogs_to_table(dialogs: Iterable[Dialog]):
         for f in FIELDS:
             v = d.get(f)
             if f == "meta":
-                v = json.dumps(v or {}, ensure_ascii=False, sort_keys=True)
+                v = _dumps(v or {}, sort_keys=True)
             elif f == "messages":
                 v = [{"role": m["role"], "content": m["content"]} for m in v]
             cols[f].append(v)
@@ -163,13 +235,73 @@ def iter_dialogs(path: str | os.PathLike[str], chunk: int = 1024) -> Iterator[Di
 
 
 def normalise_dialog(d: dict[str, Any]) -> Dialog:
-    """Fill optional fields of a dialog read from JSON written by someone else."""
+    """Fill optional fields of a dialog read from JSON written by someone else: origin_id
+    defaults to None ("" too), meta to {} (a JSON string is parsed: parquet stores it so; raises
+    json.JSONDecodeError when it is not JSON), NaN/Infinity inside meta become null."""
     d = dict(d)
     d.setdefault("origin_id", None)
+    if d["origin_id"] == "":
+        d["origin_id"] = None
     d.setdefault("meta", {})
     if isinstance(d.get("meta"), str):
         d["meta"] = json.loads(d["meta"])
+    if d["meta"] is None:
+        d["meta"] = {}
+    d["meta"] = null_non_finite(d["meta"])
     return d  # type: ignore[return-value]
+
+
+def read_dialog_records(path: str | os.PathLike[str]) -> tuple[list[Dialog], list[dict[str, Any]]]:
+    """Dialog records (schema.py) from a user's JSONL (or parquet) file, for `translate`,
+    `filter` and the filter stage: (valid dialogs in file order, reject rows).
+
+    Every record that cannot be used becomes one reject row with its place (`file:line`, or
+    `file#row` for parquet) and reasons, so that valid + rejected = records read:
+    a line that is not UTF-8 ("not UTF-8: ..."), malformed JSON ("malformed JSON line"), a
+    record that fails schema.validate (including a NaN or non-string origin_id), meta that is
+    not JSON, and a record whose id was already seen ("duplicate id"; the row's `first_at`
+    names the first one, which is kept: later stages pair translations with originals by id).
+    Raises FileNotFoundError naming the path when there is no such file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"input file not found: {path}" if not path.exists() else f"not a file: {path}")
+    dialogs: list[Dialog] = []
+    rejects: list[dict[str, Any]] = []
+    first_at: dict[str, str] = {}
+    for where, obj, raw, error in _dialog_rows(path):
+        if error is not None:
+            rejects.append(reject_row([error], raw=raw, where=where))
+            continue
+        if not isinstance(obj, dict):
+            rejects.append(reject_row([f"not an object: {type(obj).__name__}"], record=obj, where=where))
+            continue
+        try:
+            d = normalise_dialog(obj)
+        except json.JSONDecodeError as e:
+            rejects.append(reject_row([f"meta is not valid JSON: {e}"], record=obj, where=where))
+            continue
+        reasons = validate(d)
+        if reasons:
+            rejects.append(reject_row(reasons, record=obj, where=where))
+        elif d["id"] in first_at:
+            rejects.append(reject_row(["duplicate id"], record=obj, where=where, first_at=first_at[d["id"]]))
+        else:
+            first_at[d["id"]] = where
+            dialogs.append(d)
+    return dialogs, rejects
+
+
+def _dialog_rows(path: Path) -> Iterator[tuple[str, Any, str | None, str | None]]:
+    """(where, parsed object, raw line, error) per record of a JSONL or parquet file."""
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        for i, obj in enumerate(pq.read_table(path).to_pylist()):
+            yield f"{path}#{i}", obj, None, None
+        return
+    for line in iter_jsonl_lines(path):
+        yield f"{path}:{line.lineno}", line.obj, line.raw if line.error else None, line.error
 
 
 # ---- rejects ---------------------------------------------------------------------------------
@@ -187,9 +319,13 @@ def reject_row(
     raw: str | None = None,
     where: str | None = None,
     source: str | None = None,
+    **extra: Any,
 ) -> dict[str, Any]:
-    """One rejects-file row: the record (or the raw line when it did not parse) plus reasons."""
+    """One rejects-file row: the record (or the raw line when it did not parse) plus reasons,
+    and any `extra` fields (such as first_at for a duplicate). NaN/Infinity in the record are
+    kept as the strings "NaN"/"Infinity" (json_safe) so the file stays standard JSON."""
     row: dict[str, Any] = {}
+    record = json_safe(record)
     if isinstance(record, dict):
         row.update(record)
     elif record is not None:
@@ -200,5 +336,6 @@ def reject_row(
         row.setdefault("source", source)
     if where is not None:
         row["where"] = where
+    row.update(extra)
     row["reasons"] = list(reasons)
     return row

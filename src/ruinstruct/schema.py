@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from typing import Any, TypedDict
 
 ROLES = ("system", "user", "assistant")
@@ -54,16 +55,28 @@ def make_dialog(
         messages=[Message(role=m["role"], content=m["content"]) for m in messages],
         origin_id=origin_id,
         license=license,
-        meta=dict(meta or {}),
+        meta=null_non_finite(dict(meta or {})),
     )
+
+
+def null_non_finite(obj: Any) -> Any:
+    """`obj` with NaN/Infinity floats replaced by None. Upstream extras written through pandas
+    spell a missing value as NaN; JSON has no NaN, and null is what it means."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: null_non_finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [null_non_finite(v) for v in obj]
+    return obj
 
 
 def validate(record: Any) -> list[str]:
     """Reasons why `record` is not a valid dialog; an empty list means valid.
 
-    Valid: every field present with the right type, at least one user and one assistant
-    message, roles alternating user/assistant after an optional leading system message,
-    no empty (whitespace-only) content.
+    Valid: every field present with the right type (origin_id a non-empty string or null, meta an
+    object when present), at least one user and one assistant message, roles alternating
+    user/assistant after an optional leading system message, no empty (whitespace-only) content.
     """
     if not isinstance(record, dict):
         return [f"not an object: {type(record).__name__}"]
@@ -71,6 +84,12 @@ def validate(record: Any) -> list[str]:
     for field in ("id", "source", "lang", "license"):
         if not isinstance(record.get(field), str) or not record.get(field):
             reasons.append(f"missing or empty field: {field}")
+    origin = record.get("origin_id")
+    if origin is not None and (not isinstance(origin, str) or not origin):
+        got = "NaN" if isinstance(origin, float) and origin != origin else f"{type(origin).__name__} {origin!r}"
+        reasons.append(f"origin_id must be a non-empty string or null, got {got}")
+    if record.get("meta") is not None and not isinstance(record["meta"], dict):
+        reasons.append(f"meta is not an object: {type(record['meta']).__name__}")
     msgs = record.get("messages")
     if not isinstance(msgs, list) or not msgs:
         return reasons + ["no messages"]

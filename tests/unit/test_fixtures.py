@@ -67,7 +67,7 @@ def is_made_of(line: str, sentences: list[str]) -> bool:
 ])
 def test_english_prose_comes_from_the_corpus(kind, file):
     sentences = sorted((en for en, _ in corpus()), key=len, reverse=True)
-    policy = {"oasst_policy": "all"} if kind == "oasst1" else {}
+    policy = {"oasst1": {"policy": "all"}} if kind == "oasst1" else {}
     r = load_source(SourceConfig(name=kind, kind=kind, path=str(FIXTURES / file), **policy))
     checked = 0
     for d in r.dialogs:

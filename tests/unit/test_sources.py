@@ -181,7 +181,7 @@ def test_oasst_fixture_best():
 
 
 def test_oasst_fixture_all_and_hand_checked_tree():
-    r = load_source(cfg("oasst1", FIXTURES / "oasst1.jsonl", oasst_policy="all"))
+    r = load_source(cfg("oasst1", FIXTURES / "oasst1.jsonl", oasst1={"policy": "all"}))
     check_result(r)
     assert r.counts == {
         "read": 64, "kept": 51, "rejected": 8, "excluded": 5, "excluded_lang": 3,
@@ -235,7 +235,7 @@ def test_oasst_synthetic_tree_policies(tmp_path):
     assert [d["meta"]["message_ids"] for d in best.dialogs] == [["r", "a"]]
     assert best.counts == {"read": 12, "kept": 2, "rejected": 2, "excluded": 8, "excluded_policy": 7,
                            "excluded_unanswered": 1, "dialogs": 1, "trees": 1}
-    every = load_source(cfg("oasst1", path, oasst_policy="all"))
+    every = load_source(cfg("oasst1", path, oasst1={"policy": "all"}))
     check_result(every)
     assert [d["meta"]["message_ids"] for d in every.dialogs] == [
         ["r", "a", "a2", "a2x"], ["r", "b", "b1", "b1x"], ["r", "b", "b1", "b1y"], ["r", "c"],
@@ -247,7 +247,7 @@ def test_oasst_synthetic_tree_policies(tmp_path):
     assert [row["reasons"] for row in every.rejects] == [["spam label 0.50 >= 0.5"], ["below removed message s (spam label 0.50 >= 0.5)"]]
     # file order inside a tree does not matter
     shuffled = write_jsonl(tmp_path / "o2.jsonl", rows[::-1])
-    assert load_source(cfg("oasst1", shuffled, oasst_policy="all")).dialogs == every.dialogs
+    assert load_source(cfg("oasst1", shuffled, oasst1={"policy": "all"})).dialogs == every.dialogs
 
 
 def test_oasst_limit_and_bad_lines(tmp_path):
@@ -486,10 +486,10 @@ def test_hub_mode_dolly_same_dialogs(monkeypatch, tmp_path):
 
 
 def test_hub_mode_oasst_same_dialogs(monkeypatch):
-    local = load_source(cfg("oasst1", FIXTURES / "oasst1.jsonl", oasst_policy="all"))
+    local = load_source(cfg("oasst1", FIXTURES / "oasst1.jsonl", oasst1={"policy": "all"}))
     _hub(monkeypatch, _fixture_messages())
     hub = load_source(SourceConfig(name="oasst1", kind="oasst1", hf_id="OpenAssistant/oasst1",
-                                   split="validation", oasst_policy="all"))
+                                   split="validation", oasst1={"policy": "all"}))
     assert hub.dialogs == local.dialogs and hub.counts == local.counts
 
 
@@ -529,7 +529,7 @@ def test_real_oasst1_sample():
     orphans = [row for row in best.rejects if row["reasons"][0].startswith("broken tree: parent_id")]
     assert len(orphans) == 3  # the 3 messages whose parent is in another language upstream
     assert all(d["messages"][0]["role"] == "user" and d["messages"][-1]["role"] == "assistant" for d in best.dialogs)
-    every = load_source(cfg("oasst1", path, oasst_policy="all"))
+    every = load_source(cfg("oasst1", path, oasst1={"policy": "all"}))
     check_result(every)
     assert every.counts["dialogs"] > best.counts["dialogs"]
     assert every.counts["rejected"] == best.counts["rejected"]
@@ -555,3 +555,129 @@ def test_local_records_belong_to_the_configured_source():
     assert all(d["meta"].get("upstream_source") == "local/demo" for d in res.dialogs)
     ru = [d for d in res.dialogs if d["lang"] == "ru"]
     assert ru and all(d["origin_id"].startswith("local/mine:") for d in ru if d["origin_id"])
+
+
+# ---- bad encoding, duplicate ids, NaN (issue 5) -----------------------------------------------
+
+GOOD_RECORD = {
+    "dolly": {"instruction": "Say hi.", "context": "", "response": "Hi!", "category": "open_qa"},
+    "chip2": {"text": "<human>: Say hi.\n<bot>: Hi!"},
+    "saiga": {"messages": [{"role": "user", "content": "Привет"}, {"role": "bot", "content": "Здравствуйте!"}]},
+    "local": {"lang": "en", "messages": msgs(("user", "Say hi."), ("assistant", "Hi!"))},
+}
+
+
+@pytest.mark.parametrize("kind", ["dolly", "chip2", "saiga", "local"])
+def test_line_that_is_not_utf8_is_one_reject(tmp_path, kind):
+    good = json.dumps(GOOD_RECORD[kind], ensure_ascii=False).encode("utf-8")
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(good + b"\n" + good[:-1] + b', "x": "\xe9t\xe9"}\n' + good + b"\n")
+    r = load_source(cfg(kind, path))
+    check_result(r, lang=None)
+    assert (r.counts["read"], r.counts["kept"], r.counts["rejected"]) == (3, 2, 1)
+    assert r.rejects[0]["where"] == f"{path}:2"
+    assert r.rejects[0]["reasons"][0].startswith("not UTF-8: byte 0xe9 at byte offset")
+    assert "\\xe9t\\xe9" in r.rejects[0]["raw"]
+
+
+def test_oasst_line_that_is_not_utf8_is_one_reject(tmp_path):
+    lines = [json.dumps(_m("r", None, "prompter", "Q1")).encode(), b'{"message_id": "\xff"}',
+             json.dumps(_m("x", "r", "assistant", "A1", 0)).encode()]
+    path = tmp_path / "o.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    r = load_source(cfg("oasst1", path))
+    check_result(r)
+    assert r.counts == {"read": 3, "kept": 2, "rejected": 1, "excluded": 0, "dialogs": 1, "trees": 1}
+    assert [(row["where"], row["reasons"]) for row in r.rejects] == [
+        (f"{path}:2", ["not UTF-8: byte 0xff at byte offset 16 (invalid start byte)"])]
+
+
+def test_json_document_that_is_not_utf8_is_an_error_naming_the_file(tmp_path):
+    from ruinstruct.io import InputFileError
+
+    path = tmp_path / "pairs.json"
+    path.write_bytes(b'[\n  {"user": "Hi", "bot": "Hello"},\n  {"user": "caf' + b'\xe9", "bot": "x"}\n]\n')
+    with pytest.raises(InputFileError, match=r"pairs\.json: not UTF-8 at line 3, byte offset 15 \(byte 0xe9"):
+        load_source(cfg("chip2", path))
+    # a one-line .json (a JSON Lines file under a .json name) is a record: rejected on its own
+    one = tmp_path / "one.json"
+    one.write_bytes(b'{"user": "caf\xe9", "bot": "x"}\n')
+    r = load_source(cfg("chip2", one))
+    assert r.counts["rejected"] == 1 and r.rejects[0]["where"] == f"{one}:1"
+    # a UTF-8 byte order mark is not an error
+    bom = tmp_path / "bom.json"
+    bom.write_bytes(b"\xef\xbb\xbf" + json.dumps([{"user": "Hi", "bot": "Hello"}]).encode())
+    assert load_source(cfg("chip2", bom)).counts["kept"] == 1
+
+
+def test_duplicate_ids_are_rejected_and_counted(tmp_path):
+    rec = lambda i, q: {"id": i, "text": f"<human>: {q}\n<bot>: A"}  # noqa: E731
+    path = write_jsonl(tmp_path / "c.jsonl", [rec("a", "Q1"), rec("b", "Q2"), rec("a", "Q3"), rec("a", "Q4")])
+    r = load_source(cfg("chip2", path))
+    check_result(r)
+    assert r.counts == {"read": 4, "kept": 2, "rejected": 2, "excluded": 0, "dialogs": 2}
+    assert by_id(r)["chip2:a"]["messages"][0]["content"] == "Q1"  # the first one stays
+    assert [(row["where"], row["reasons"], row["first_at"], row["text"][:11]) for row in r.rejects] == [
+        (f"{path}:3", ["duplicate id"], f"{path}:1", "<human>: Q3"),
+        (f"{path}:4", ["duplicate id"], f"{path}:1", "<human>: Q4"),
+    ]
+    # local: "x" and "local/x:x" are the same id once prefixed
+    loc = write_jsonl(tmp_path / "l.jsonl", [
+        {"id": "x", "lang": "en", "messages": msgs(("user", "Q"), ("assistant", "A"))},
+        {"id": "local/x:x", "lang": "en", "messages": msgs(("user", "Q2"), ("assistant", "A2"))},
+    ])
+    r2 = load_source(cfg("local", loc, name="local/x"))
+    check_result(r2, lang=None)
+    assert (r2.counts["kept"], r2.counts["rejected"]) == (1, 1) and r2.rejects[0]["reasons"] == ["duplicate id"]
+    # saiga: duplicate upstream ids
+    sg = write_jsonl(tmp_path / "s.jsonl", [dict(GOOD_RECORD["saiga"], id=7), dict(GOOD_RECORD["saiga"], id=7)])
+    r3 = load_source(cfg("saiga", sg, name="saiga/x"))
+    check_result(r3, lang="ru")
+    assert [row["reasons"] for row in r3.rejects] == [["duplicate id"]]
+
+
+def test_nan_in_upstream_extras_becomes_null(tmp_path):
+    path = tmp_path / "c.jsonl"
+    path.write_text('{"text": "<human>: Q\\n<bot>: A", "metadata": {"score": NaN}}\n'
+                    '{"id": NaN, "lang": "en", "messages": [{"role": "user", "content": "Q"}, '
+                    '{"role": "assistant", "content": "A"}], "origin_id": NaN}\n', encoding="utf-8")
+    r = load_source(cfg("chip2", path))
+    assert r.dialogs[0]["meta"]["metadata"] == {"score": None}
+    write_dialogs(tmp_path / "raw.parquet", r.dialogs)  # would raise on a NaN
+    loc = load_source(cfg("local", path, name="local/x"))
+    check_result(loc, lang=None)
+    assert [row["reasons"] for row in loc.rejects][1] == ["id is not a string or an integer: float"]
+    assert loc.rejects[1]["id"] == "NaN" and loc.rejects[1]["origin_id"] == "NaN"  # visible, standard JSON
+
+
+# ---- source-kind options ---------------------------------------------------------------------
+
+def test_oasst_options_section(tmp_path):
+    rows = [_m("r", None, "prompter", "Q1"),
+            _m("a", "r", "assistant", "A-a", 0, labels={"name": ["spam"], "value": [0.6], "count": [5]}),
+            _m("b", "r", "assistant", "A-b", 1)]
+    path = write_jsonl(tmp_path / "o.jsonl", rows)
+    default = load_source(cfg("oasst1", path))
+    assert [d["id"] for d in default.dialogs] == ["oasst1:b"] and default.counts["rejected"] == 1
+    lenient = load_source(cfg("oasst1", path, oasst1={"spam_threshold": 0.7}))
+    assert [d["id"] for d in lenient.dialogs] == ["oasst1:a"] and lenient.counts["rejected"] == 0
+    de = load_source(cfg("oasst1", path, oasst1={"lang": "de"}))
+    assert de.dialogs == [] and de.counts["excluded_lang"] == 3
+    assert SourceConfig(name="o", kind="oasst1", path="x").oasst1.policy == "best"
+    assert SourceConfig(name="d", kind="dolly", path="x").oasst1 is None
+
+
+def test_kind_options_for_the_wrong_kind_are_errors(tmp_path):
+    from ruinstruct.config import ConfigError, load_config
+
+    p = tmp_path / "c.yaml"
+    p.write_text("name: x\ndata:\n  sources:\n    - {name: d, kind: dolly, path: a.jsonl, oasst1: {policy: all}}\n")
+    with pytest.raises(ConfigError, match=r"data\.sources\.0.*`oasst1` options apply to kind oasst1 only, and this "
+                                          r"source is kind dolly"):
+        load_config(p)
+    p.write_text("name: x\ndata:\n  sources:\n    - {name: o, kind: oasst1, path: a.jsonl, oasst_policy: all}\n")
+    with pytest.raises(ConfigError, match="`oasst_policy` is now `oasst1.policy`"):
+        load_config(p)
+    p.write_text("name: x\ndata:\n  sources:\n    - {name: o, kind: oasst1, path: a.jsonl, oasst1: {polcy: all}}\n")
+    with pytest.raises(ConfigError, match=r"data\.sources\.0\.oasst1\.polcy"):
+        load_config(p)

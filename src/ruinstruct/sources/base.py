@@ -10,7 +10,9 @@ read ends in exactly one bucket, so that
 - kept: the unit is part of at least one output dialog;
 - rejected: the unit is unusable; one row per unit goes to `LoadResult.rejects` with reasons and
   where it came from (`file:line` for JSONL, `file#index` for JSON lists and parquet rows,
-  `hf_id[split]#index` for hub rows);
+  `hf_id[split]#index` for hub rows). A line that is not UTF-8 is rejected like a malformed one
+  ("not UTF-8: ..."); a dialog whose id was already seen is rejected as "duplicate id" (its row's
+  `first_at` says where the kept one came from);
 - excluded: left out by design, not an error (another language, not on the chosen oasst path,
   an unanswered prompt, past `limit`); `counts["excluded_<why>"]` break it down.
 
@@ -28,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import SourceConfig
-from ..io import iter_jsonl, reject_row
+from ..io import iter_jsonl_lines, not_utf8_error, reject_row
 from ..schema import Dialog, validate
 
 FILE_SUFFIXES = (".jsonl", ".json", ".parquet")
@@ -45,16 +47,22 @@ class LoadResult:
 
 @dataclass(frozen=True)
 class Row:
-    """One upstream record. `obj` is None when the line did not parse (then `raw` holds it)."""
+    """One upstream record. `obj` is None when the line did not decode or parse (then `raw`
+    holds it and `error` says why: "malformed JSON line" or "not UTF-8: ...")."""
 
     obj: Any
     raw: str | None
     where: str
     key: str  # upstream position: "<index>" or "<file>/<index>" when a folder has several files
+    error: str | None = None
 
     @property
     def parsed(self) -> bool:
         return self.raw is None
+
+    @property
+    def unparsed_reason(self) -> str:
+        return self.error or "malformed JSON line"
 
 
 class Excluded(Exception):
@@ -105,35 +113,55 @@ def iter_local_rows(path: str | Path) -> Iterator[Row]:
     multi = len(files) > 1
     for f in files:
         prefix = f"{f.relative_to(path).with_suffix('').as_posix()}/" if multi else ""
-        for i, (obj, raw, where) in enumerate(_iter_file(f)):
-            yield Row(obj=obj, raw=raw, where=where, key=f"{prefix}{i}")
+        for i, (obj, raw, where, error) in enumerate(_iter_file(f)):
+            yield Row(obj=obj, raw=raw, where=where, key=f"{prefix}{i}", error=error)
 
 
-def _iter_file(f: Path) -> Iterator[tuple[Any, str | None, str]]:
+def _iter_file(f: Path) -> Iterator[tuple[Any, str | None, str, str | None]]:
+    """(parsed object, raw line if it did not decode/parse, where, why) per record of `f`."""
     if f.suffix == ".parquet":
         import pyarrow.parquet as pq
 
         for i, obj in enumerate(pq.read_table(f).to_pylist()):
-            yield obj, None, f"{f}#{i}"
+            yield obj, None, f"{f}#{i}", None
         return
     if f.suffix == ".json":
-        text = f.read_text(encoding="utf-8")
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError:
-            data = None  # maybe JSON Lines under a .json name (common on the hub)
+        data = _json_document(f)
         if isinstance(data, list):
             for i, obj in enumerate(data):
-                yield obj, None, f"{f}#{i}"
+                yield obj, None, f"{f}#{i}", None
             return
         if isinstance(data, dict):
-            yield data, None, f"{f}#0"
+            yield data, None, f"{f}#0", None
             return
-    for lineno, obj, raw in iter_jsonl(f):
-        if obj is None:
-            yield None, raw, f"{f}:{lineno}"
+    for line in iter_jsonl_lines(f):
+        if line.error:
+            yield None, line.raw, f"{f}:{line.lineno}", line.error
         else:
-            yield obj, None, f"{f}:{lineno}"
+            yield line.obj, None, f"{f}:{line.lineno}", None
+
+
+def _json_document(f: Path) -> Any:
+    """The parsed content of a .json file that is one JSON document, or None when it is JSON
+    Lines under a .json name (common on the hub). A document cannot be read line by line, so
+    one that is not UTF-8 is an InputFileError naming the file and the place; a JSON Lines file
+    goes on to the per-line reader, where a bad line is only that line's reject."""
+    data = f.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        # Parse with the bad bytes smuggled through as surrogates, only to tell the shapes apart.
+        try:
+            doc = json.loads(data.decode("utf-8-sig", "surrogateescape"))
+        except json.JSONDecodeError:
+            return None
+        if isinstance(doc, dict) and sum(1 for ln in data.splitlines() if ln.strip()) <= 1:
+            return None  # a single JSON line: one record, rejected on its own
+        raise not_utf8_error(f, data, e) from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return None
 
 
 def iter_hub_rows(cfg: SourceConfig) -> Iterator[Row]:
@@ -150,15 +178,15 @@ def iter_hub_rows(cfg: SourceConfig) -> Iterator[Row]:
 
 # ---- accounting ---------------------------------------------------------------------------------
 
-def make_reject(cfg: SourceConfig, reasons: list[str], row: Row, record: Any = None) -> dict[str, Any]:
+def make_reject(cfg: SourceConfig, reasons: list[str], row: Row, record: Any = None, **extra: Any) -> dict[str, Any]:
     """A rejects-file row for `row` (its parsed record, or the raw line when it did not parse).
     An upstream field called "source" is kept as "upstream_source" so that "source" names ours."""
     if not row.parsed:
-        return reject_row(reasons, raw=row.raw, where=row.where, source=cfg.name)
+        return reject_row(reasons, raw=row.raw, where=row.where, source=cfg.name, **extra)
     record = row.obj if record is None else record
     if isinstance(record, dict) and "source" in record:
         record = {("upstream_source" if k == "source" else k): v for k, v in record.items()}
-    return reject_row(reasons, record=record, where=row.where, source=cfg.name)
+    return reject_row(reasons, record=record, where=row.where, source=cfg.name, **extra)
 
 
 class Collector:
@@ -169,14 +197,14 @@ class Collector:
         self.counts: Counter[str] = Counter()
         self.dialogs: list[Dialog] = []
         self.rejects: list[dict[str, Any]] = []
-        self._ids: set[str] = set()
+        self.first_at: dict[str, str] = {}  # dialog id -> where it was read
 
     def read(self, n: int = 1) -> None:
         self.counts["read"] += n
 
-    def reject(self, reasons: list[str], row: Row, record: Any = None) -> None:
+    def reject(self, reasons: list[str], row: Row, record: Any = None, **extra: Any) -> None:
         self.counts["rejected"] += 1
-        self.rejects.append(make_reject(self.cfg, reasons, row, record))
+        self.rejects.append(make_reject(self.cfg, reasons, row, record, **extra))
 
     def exclude(self, why: str, n: int = 1) -> None:
         self.counts["excluded"] += n
@@ -186,14 +214,11 @@ class Collector:
         return self.cfg.limit is not None and len(self.dialogs) >= self.cfg.limit
 
     def check(self, dialog: Dialog) -> list[str]:
-        """Reasons why `dialog` cannot be kept (schema problems, a repeated id)."""
-        reasons = validate(dialog)
-        if not reasons and dialog["id"] in self._ids:
-            reasons = [f"duplicate dialog id {dialog['id']!r}"]
-        return reasons
+        """Reasons why `dialog` cannot be kept (schema problems)."""
+        return validate(dialog)
 
-    def add_dialog(self, dialog: Dialog) -> None:
-        self._ids.add(dialog["id"])
+    def add_dialog(self, dialog: Dialog, where: str) -> None:
+        self.first_at[dialog["id"]] = where
         self.dialogs.append(dialog)
 
     def result(self) -> LoadResult:
@@ -232,7 +257,7 @@ def load_per_row(cfg: SourceConfig, rows: Iterable[Row], convert: RowConverter) 
     for row in rows:
         if not row.parsed:
             col.read()
-            col.reject(["malformed JSON line"], row)
+            col.reject([row.unparsed_reason], row)
             continue
         if not isinstance(row.obj, dict):
             col.read()
@@ -259,13 +284,17 @@ def load_per_row(cfg: SourceConfig, rows: Iterable[Row], convert: RowConverter) 
                 col.reject(part.reasons or ["no dialog"], part.row, record=part.record)
                 continue
             reasons = col.check(part.dialog)
+            first = col.first_at.get(part.dialog["id"])
             if reasons:
                 col.reject(reasons, part.row, record=part.record)
+            elif first is not None:
+                # later stages pair a translation with its original by id: the first one stays
+                col.reject(["duplicate id"], part.row, record=part.record, first_at=first)
             elif col.limit_reached():
                 col.exclude("limit")
             else:
                 col.counts["kept"] += 1
-                col.add_dialog(part.dialog)
+                col.add_dialog(part.dialog, part.row.where)
     return col.result()
 
 

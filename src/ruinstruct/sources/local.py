@@ -28,6 +28,8 @@ def convert(obj: dict[str, Any], row: Row, cfg: SourceConfig) -> Dialog:
         raise Rejected(f"meta is not valid JSON: {e}") from None
     if d.get("meta") is None:
         d["meta"] = {}
+    if d.get("id") is not None and (not isinstance(d["id"], str | int) or isinstance(d["id"], bool)):
+        raise Rejected(f"id is not a string or an integer: {type(d['id']).__name__}")
     if not d.get("id"):
         d["id"] = dialog_id(cfg, row.key)
     elif not str(d["id"]).startswith(f"{cfg.name}:"):

@@ -3,9 +3,11 @@ rank, deleted, labels, ...) rebuilt into conversation trees, then into dialogs.
 
 The unit of the counts is one message. Every message read ends in one bucket:
 
-- excluded_lang: `lang` is not `cfg.oasst_lang`, or it sits below such a message (by design);
-- rejected: malformed line, missing fields, duplicate message_id, deleted, spam label value
-  >= 0.5, unknown role, empty text, a broken tree (parent_id not in the input, a root that is
+Options: `cfg.oasst1` (config.Oasst1Options: policy, lang, spam_threshold).
+
+- excluded_lang: `lang` is not `cfg.oasst1.lang`, or it sits below such a message (by design);
+- rejected: malformed line or not UTF-8, missing fields, duplicate message_id, deleted, spam
+  label value >= `spam_threshold`, unknown role, empty text, a broken tree (parent_id not in the input, a root that is
   not a prompter, two prompter or two assistant messages in a row, a parent chain that never
   reaches a root), and every message below a rejected one (the reason names the ancestor);
 - kept: the message is part of at least one output dialog;
@@ -29,11 +31,10 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
-from ..config import SourceConfig
+from ..config import Oasst1Options, SourceConfig
 from ..schema import Dialog, Message, make_dialog
 from .base import Collector, LoadResult, Row, clean_text, make_reject
 
-SPAM_THRESHOLD = 0.5
 ROLE = {"prompter": "user", "assistant": "assistant"}
 
 
@@ -61,13 +62,13 @@ def _shape_problems(m: dict[str, Any]) -> list[str]:
     return reasons
 
 
-def _own_problems(m: dict[str, Any]) -> list[str]:
+def _own_problems(m: dict[str, Any], spam_threshold: float) -> list[str]:
     reasons = []
     if m.get("deleted") is True:
         reasons.append("deleted")
     spam = spam_value(m)
-    if spam is not None and spam >= SPAM_THRESHOLD:
-        reasons.append(f"spam label {spam:.2f} >= {SPAM_THRESHOLD}")
+    if spam is not None and spam >= spam_threshold:
+        reasons.append(f"spam label {spam:.2f} >= {spam_threshold}")
     if m["role"] not in ROLE:
         reasons.append(f"unknown role {m['role']!r}")
     if not m["text"].strip():
@@ -82,6 +83,7 @@ def _child_key(m: dict[str, Any]) -> tuple[bool, float, str]:
 
 
 def load(cfg: SourceConfig, rows: Iterable[Row]) -> LoadResult:
+    opts = cfg.oasst1 or Oasst1Options()
     col = Collector(cfg)
     rejects: list[tuple[int, dict[str, Any]]] = []  # (position in input, reject row)
 
@@ -94,7 +96,7 @@ def load(cfg: SourceConfig, rows: Iterable[Row]) -> LoadResult:
     for pos, row in enumerate(rows):
         col.read()
         if not row.parsed:
-            reject(pos, row, ["malformed JSON line"])
+            reject(pos, row, [row.unparsed_reason])
             continue
         if not isinstance(row.obj, dict):
             reject(pos, row, [f"not a JSON object: {type(row.obj).__name__}"])
@@ -129,14 +131,14 @@ def load(cfg: SourceConfig, rows: Iterable[Row]) -> LoadResult:
             mid, inherited = stack.pop()
             m = msgs[mid][2]
             down: tuple[str, Any] | None = None
-            if m.get("lang") != cfg.oasst_lang:
+            if m.get("lang") != opts.lang:
                 fate[mid] = ("excluded", "lang")
                 down = ("excluded", "lang")
             elif inherited is not None:
                 fate[mid] = inherited
                 down = inherited
             else:
-                reasons = _own_problems(m)
+                reasons = _own_problems(m, opts.spam_threshold)
                 if reasons:
                     fate[mid] = ("rejected", reasons)
                     down = ("rejected", [f"below removed message {mid} ({'; '.join(reasons)})"])
@@ -164,7 +166,7 @@ def load(cfg: SourceConfig, rows: Iterable[Row]) -> LoadResult:
     candidates: list[list[str]] = []
     roots = [t for t in tops if t in alive]
     for root in roots:
-        if cfg.oasst_policy == "best":
+        if opts.policy == "best":
             path = [root]
             while kids(path[-1]):
                 path.append(kids(path[-1])[0])
@@ -188,11 +190,11 @@ def load(cfg: SourceConfig, rows: Iterable[Row]) -> LoadResult:
     used = {mid for p in kept_paths for mid in p}
     cut = {mid for p in cut_paths for mid in p} - used
     for path in kept_paths:
-        dialog = _dialog(cfg, path, msgs)
+        dialog = _dialog(cfg, opts, path, msgs)
         reasons = col.check(dialog)
         if reasons:  # cannot happen for a path built above; keep the invariant loud
             raise AssertionError(f"oasst1 path {path} gave an invalid dialog: {reasons}")
-        col.add_dialog(dialog)
+        col.add_dialog(dialog, msgs[path[-1]][1].where)
 
     # 4. count every message once
     for mid in msgs:
@@ -243,18 +245,20 @@ def _postorder(roots: list[str], kids) -> list[str]:
     return out
 
 
-def _dialog(cfg: SourceConfig, path: list[str], msgs: dict[str, tuple[int, Row, dict[str, Any]]]) -> Dialog:
+def _dialog(
+    cfg: SourceConfig, opts: Oasst1Options, path: list[str], msgs: dict[str, tuple[int, Row, dict[str, Any]]]
+) -> Dialog:
     ms = [msgs[mid][2] for mid in path]
     return make_dialog(
         id=f"{cfg.name}:{path[-1]}",
         source=cfg.name,
-        lang=cfg.oasst_lang,
+        lang=opts.lang,
         license=cfg.effective_license,
         messages=[Message(role=ROLE[m["role"]], content=clean_text(m["text"])) for m in ms],
         meta={
             "message_tree_id": ms[0].get("message_tree_id"),
             "message_ids": list(path),
             "ranks": [m.get("rank") for m in ms],
-            "policy": cfg.oasst_policy,
+            "policy": opts.policy,
         },
     )
