@@ -86,6 +86,7 @@ def build_report(
         totals.update({k: v for k, v in r.items() if isinstance(v, int)})
     return {
         "per_source": rows,
+        "warnings": report_warnings(rows, mixed),
         "totals": dict(totals),
         "translation": dict(tstats),
         "filtered_out_by_filter": by_reason,
@@ -94,6 +95,21 @@ def build_report(
         "failed_shards": failed_shards or [],
         "checks": checks,
     }
+
+
+def report_warnings(rows: dict[str, dict[str, Any]], mixed: dict[str, Any] | None) -> list[str]:
+    """Things that are not errors but that a user must see: a source that gave nothing (a wrong
+    path, filter or language), an empty dataset."""
+    out = []
+    for src, r in rows.items():
+        if r["dialogs"] == 0:
+            why = "no records" if r["downloaded"] == 0 else (
+                f"{r['downloaded']} records read, {r['invalid']} invalid, {r['excluded']} excluded"
+            )
+            out.append(f"source {src} yielded no dialogs ({why})")
+    if mixed and sum((mixed.get("splits") or {}).values()) == 0:
+        out.append("the final dataset is empty")
+    return out
 
 
 def check_counts(rows: dict[str, dict[str, Any]], *, complete: bool, include_originals: bool = True) -> dict[str, bool]:
@@ -148,6 +164,8 @@ def report_markdown(report: dict[str, Any]) -> str:
         lines += ["", "Translation: " + ", ".join(f"{k} {v}" for k, v in sorted(t.items()))]
     if report.get("splits"):
         lines += ["", "Final splits: " + ", ".join(f"{k} {v}" for k, v in report["splits"].items())]
+    if report.get("warnings"):
+        lines += ["", "## Warnings", ""] + [f"- {w}" for w in report["warnings"]]
     if report.get("failed_shards"):
         lines += ["", "## Failed shards", ""]
         lines += [f"- {f['source']} shard {f['index']}: {f.get('error', '')}" for f in report["failed_shards"]]

@@ -79,11 +79,16 @@ def mix(
     cfg: MixConfig,
     out_dir: str | Path,
     rejects_file: str | Path,
+    *,
+    translator_id: str | None = None,
 ) -> dict[str, Any]:
     """Deduplicate, cap, shuffle and split; write the dataset folder and its rejects.
 
     `groups` yields each source with the dialogs it contributes (English originals and kept
-    Russian translations), in a stable order. Returns counts per source and language.
+    Russian translations), in a stable order. `translator_id` (TranslationConfig.translator_id
+    of the run; None when nothing was translated) is named in the dataset card. Returns counts
+    per source and language, plus the output paths for the run report; the dataset folder itself
+    (README.md, stats.json) holds no path of this machine, since it is meant to be shared.
     """
     sources: dict[str, SourceConfig] = {}
     per_source: dict[str, list[Dialog]] = defaultdict(list)
@@ -94,6 +99,7 @@ def mix(
         if cfg.commercial_only and not src.is_commercial:
             check_commercial([src], cfg)
         sources[src.name] = src
+        counts[src.name].update()  # every source appears in the summary and the card, an empty one with zeros
         for d in dialogs:
             c = counts[src.name]
             c[f"in_{d['lang']}"] += 1
@@ -133,18 +139,19 @@ def mix(
             counts[d["source"]][f"{split}_{d['lang']}"] += 1
     _write_dataset(out_dir, splits)
     write_jsonl(rejects_file, rejects)
-    summary = {
+    stats = {
         "splits": {k: len(v) for k, v in splits.items()},
         "per_source": {k: dict(sorted(v.items())) for k, v in sorted(counts.items())},
         "licenses": {k: s.effective_license for k, s in sorted(sources.items())},
         "commercial": all(s.is_commercial for s in sources.values()),
         "rejects": len(rejects),
-        "rejects_file": str(rejects_file),
-        "output": str(out_dir),
+        "translator_id": translator_id,
+        "upstream": {k: upstream(s) for k, s in sorted(sources.items())},
     }
-    write_text(out_dir / "README.md", dataset_card(summary, sources))
-    write_json(out_dir / "stats.json", summary)
-    return summary
+    write_text(out_dir / "README.md", dataset_card(stats, sources))
+    write_json(out_dir / "stats.json", stats)
+    # the paths are for the run report only, never for the shared folder
+    return {**stats, "rejects_file": str(rejects_file), "output": str(out_dir)}
 
 
 def _split(dialogs: list[Dialog], fraction: float, rng: random.Random) -> dict[str, list[Dialog]]:
@@ -185,7 +192,63 @@ def _write_dataset(out_dir: Path, splits: dict[str, list[Dialog]]) -> None:
             pq.write_table(dialogs_to_table(rows), tmp)
 
 
-def dataset_card(summary: dict[str, Any], sources: dict[str, SourceConfig]) -> str:
+def upstream(src: SourceConfig) -> dict[str, Any]:
+    """Where a source came from, without machine paths: the hub id, revision and data files, or
+    the base name of the local file or folder."""
+    if src.path:
+        return {"local": Path(src.path).name}
+    out: dict[str, Any] = {"hf_id": src.hf_id, "revision": src.revision, "split": src.split}
+    if src.data_files:
+        out["data_files"] = src.data_files
+    return out
+
+
+def _upstream_cells(src: SourceConfig) -> tuple[str, str]:
+    up = upstream(src)
+    if "local" in up:
+        return f"local files `{up['local']}` ({src.kind} format)", "-"
+    files = up.get("data_files")
+    files = f" ({', '.join(files) if isinstance(files, list) else files})" if files else ""
+    hub = f"[{up['hf_id']}](https://huggingface.co/datasets/{up['hf_id']}){files}, split {up['split']}"
+    return hub, f"`{up['revision']}`" if up["revision"] else "not pinned (the latest at download time)"
+
+
+# What each license asks of whoever shares these records (keys: lower-cased SPDX ids).
+LICENSE_OBLIGATIONS: dict[str, str] = {
+    "cc-by-sa-3.0": "Attribution: credit the source, link the license and say that the records were changed "
+    "(reformatted, machine-translated). Share-alike: the records derived from these sources, translations "
+    "included, must be shared under CC-BY-SA-3.0 (or a later or compatible version of it).",
+    "cc-by-sa-4.0": "Attribution and share-alike, as for CC-BY-SA-3.0: derived records must be shared under "
+    "CC-BY-SA-4.0 or a compatible license.",
+    "cc-by-4.0": "Attribution: credit the source, link the license and say that the records were changed.",
+    "apache-2.0": "Keep the license text and any NOTICE or attribution that the source ships, and state that "
+    "the records were changed (reformatted, machine-translated).",
+    "mit": "Keep the copyright notice and the license text with the records.",
+}
+UNKNOWN_LICENSE = "Unknown: the source states no license this tool knows; check its terms before you use or share it."
+
+
+def license_obligations(lic: str) -> str:
+    """What `lic` (a source's effective_license, e.g. "CC-BY-4.0 (OpenAI-generated: ...)")
+    obliges a user to do; anything after the SPDX id is a further condition and is repeated."""
+    key, _, rest = lic.partition(" ")
+    text = LICENSE_OBLIGATIONS.get(key.lower(), UNKNOWN_LICENSE)
+    rest = rest.strip().strip("()")
+    return f"{text} Also: {rest}." if rest and text is not UNKNOWN_LICENSE else text
+
+
+LOAD_SNIPPET = """```python
+from datasets import load_dataset
+
+ds = load_dataset("path/to/final")  # this folder (or its Hub repo id, once pushed)
+print(ds)                            # DatasetDict with train and validation splits
+print(ds["train"][0]["messages"])    # [{"role": "user", "content": ...}, {"role": "assistant", ...}]
+```"""
+
+
+def dataset_card(stats: dict[str, Any], sources: dict[str, SourceConfig]) -> str:
+    """The folder's README.md: what is in it, how to load it, where each part came from and what
+    each license obliges. Uses no path of this machine (`stats` is the path-free mix summary)."""
     licenses = sorted({_hf_license(s.effective_license) for s in sources.values()})
     header = [
         "---",
@@ -198,35 +261,63 @@ def dataset_card(summary: dict[str, Any], sources: dict[str, SourceConfig]) -> s
         "- text-generation",
         "---",
     ]
-    use = "commercial use allowed by every source's license" if summary["commercial"] else (
+    use = "commercial use allowed by every source's license" if stats["commercial"] else (
         "NOT for commercial use: at least one source forbids it"
+    )
+    tid = stats.get("translator_id")
+    made_by = (
+        f"translated paragraph by paragraph by `{tid}` (model@revision#settings hash), with the "
+        "translations that automatic filters found corrupted removed" if tid else
+        "no translator recorded: this dataset holds no machine translation made by this run"
     )
     lines = [
         "# ruinstruct instruction dataset",
         "",
-        "Russian machine translations (WMT21 En-X, paragraph-wise, corrupted translations removed by "
-        "automatic filters) of open English instruction datasets, mixed with the English originals.",
+        "Instruction dialogs in English and Russian from the sources below. The Russian dialogs of "
+        f"translated sources are machine translations: {made_by}.",
         "",
         f"Usage: {use}. Each record carries its source's license in the `license` field.",
         "",
-        f"Splits: train {summary['splits']['train']}, validation {summary['splits']['validation']}.",
+        "## Load",
         "",
-        "| source | license | commercial | en | ru | duplicates dropped | capped |",
-        "|---|---|---|---|---|---|---|",
+        LOAD_SNIPPET,
+        "",
+        f"Splits: train {stats['splits']['train']}, validation {stats['splits']['validation']}. An English "
+        "original and its translation are always in the same split.",
+        "",
+        "## Sources",
+        "",
+        "| source | license | commercial | en | ru | duplicates dropped | capped | upstream | revision |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
-    for name, c in summary["per_source"].items():
+    for name, c in stats["per_source"].items():
         s = sources[name]
         en = c.get("train_en", 0) + c.get("validation_en", 0)
         ru = c.get("train_ru", 0) + c.get("validation_ru", 0)
         dup = c.get("duplicate_en", 0) + c.get("duplicate_ru", 0)
         cap = c.get("capped_en", 0) + c.get("capped_ru", 0)
+        where, rev = _upstream_cells(s)
         lines.append(
-            f"| {name} | {s.effective_license} | {'yes' if s.is_commercial else 'no'} | {en} | {ru} | {dup} | {cap} |"
+            f"| {name} | {s.effective_license} | {'yes' if s.is_commercial else 'no'} | {en} | {ru} | {dup} | {cap} "
+            f"| {where} | {rev} |"
         )
+    by_license: dict[str, list[str]] = defaultdict(list)
+    for name in stats["per_source"]:
+        by_license[sources[name].effective_license].append(name)
     lines += [
         "",
-        "Record fields: id, source, lang, messages (role/content), origin_id (the English dialog a "
-        "translation came from), license, meta (JSON).",
+        "## Licenses and what they oblige",
+        "",
+        "Records keep the license of the source they came from; a translation keeps its original's.",
+        "",
+        "| license | sources | obligations |",
+        "|---|---|---|",
+        *(f"| {lic} | {', '.join(names)} | {license_obligations(lic)} |" for lic, names in sorted(by_license.items())),
+        "",
+        "## Record fields",
+        "",
+        "id, source, lang, messages (role/content), origin_id (the English dialog a translation came "
+        "from), license, meta (JSON).",
         "",
     ]
     return "\n".join(header) + "\n" + "\n".join(lines)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import re
+
 import pytest
 
 from ruinstruct.config import MixConfig, SourceConfig
 from ruinstruct.data_report import CountMismatch, build_report
 from ruinstruct.io import read_dialogs, read_jsonl
-from ruinstruct.mix import LicenseError, check_commercial, mix
+from ruinstruct.mix import UNKNOWN_LICENSE, LicenseError, check_commercial, license_obligations, mix
 from ruinstruct.schema import make_dialog
 
 
@@ -45,7 +48,7 @@ def test_mix_counts_add_up_and_dedup(tmp_path):
     assert len(ids) == len(set(ids)) == 25
     card = (tmp_path / "final/README.md").read_text()
     assert "license:\n- apache-2.0\n- cc-by-sa-3.0\n" in card and "CC-BY-SA-3.0" in card  # dolly as stated
-    assert "| a | Apache-2.0 | yes | 10 | 10 | 1 | 0 |" in card
+    assert "| a | Apache-2.0 | yes | 10 | 10 | 1 | 0 | local files `x` (chip2 format) | - |" in card
 
 
 def test_mix_is_deterministic_and_seed_matters(tmp_path):
@@ -92,7 +95,10 @@ def test_report_detects_counts_that_do_not_add_up():
         build_report(loads, [], None, None)
     loads[0]["counts"]["excluded"] = 1
     rep = build_report(loads, [], None, None)
-    assert all(rep["checks"].values())
+    r = rep["per_source"]["a"]
+    assert (r["downloaded"], r["valid"], r["invalid"], r["excluded"], r["dialogs"]) == (10, 8, 1, 1, 8)
+    assert list(rep["checks"]) == ["a: downloaded = valid + invalid + excluded"]
+    assert rep["warnings"] == []
 
 
 def test_split_keeps_original_and_translation_together(tmp_path):
@@ -103,3 +109,73 @@ def test_split_keeps_original_and_translation_together(tmp_path):
     assert {key[d["id"]] for d in train}.isdisjoint({key[d["id"]] for d in val})
     assert any(d["lang"] == "ru" for d in val)  # translations do land in validation, with their originals
     assert 5 <= len(val) <= 9
+
+
+HUB_DOLLY = SourceConfig(name="b", kind="dolly", hf_id="databricks/databricks-dolly-15k", revision="bfdf1f2")
+HUB_CHIP2 = SourceConfig(name="a", kind="chip2", hf_id="laion/OIG", data_files="unified_chip2.jsonl")
+
+
+def test_dataset_folder_holds_no_machine_paths(tmp_path):
+    run = tmp_path / "runs" / "demo"
+    src = SourceConfig(name="a", kind="chip2", path=str(tmp_path / "inputs" / "chip2.jsonl"))
+    s = mix([(src, groups()[0][1]), (SRC_B, groups()[1][1])], MixConfig(), run / "data/final",
+            run / "data/rejects/mix.rejects.jsonl", translator_id="translator@main#0123456789ab")
+    # the run report still gets the paths
+    assert s["output"] == str(run / "data/final") and s["rejects_file"] == str(run / "data/rejects/mix.rejects.jsonl")
+    files = sorted(p for p in (run / "data/final").rglob("*") if p.is_file())
+    assert [p.relative_to(run / "data/final").as_posix() for p in files] == [
+        "README.md", "data/train-00000-of-00001.parquet", "data/validation-00000-of-00001.parquet", "stats.json"]
+    for p in files:
+        data = p.read_bytes()
+        assert str(tmp_path).encode() not in data and b"/runs/" not in data, p
+        if p.suffix in (".md", ".json"):
+            assert not re.search(r"(^|[\s\"'`(])/[\w.-]+/", data.decode()), p  # no absolute path at all
+    stats = json.loads((run / "data/final/stats.json").read_text())
+    assert "output" not in stats and "rejects_file" not in stats
+    assert stats["upstream"] == {"a": {"local": "chip2.jsonl"}, "b": {"local": "x"}}
+    assert stats["translator_id"] == "translator@main#0123456789ab"
+
+
+def test_card_names_translator_upstreams_and_license_obligations(tmp_path):
+    a = [dlg("a", i, f"question {i}") for i in range(3)] + [dlg("a", 0, "вопрос 0", "ru")]
+    b = [dlg("b", i, f"b question {i}") for i in range(2)]
+    mix([(HUB_CHIP2, a), (HUB_DOLLY, b), (SAIGA, [dlg("saiga/x", 1, "привет", "ru")])],
+        MixConfig(commercial_only=False), tmp_path / "f", tmp_path / "r.jsonl",
+        translator_id="facebook/m2m100_418M@main#a1b2c3d4e5f6")
+    card = (tmp_path / "f/README.md").read_text()
+    assert "machine translations: translated paragraph by paragraph by `facebook/m2m100_418M@main#a1b2c3d4e5f6`" in card
+    assert "WMT21" not in card
+    assert ("| a | Apache-2.0 | yes | 3 | 1 | 0 | 0 | [laion/OIG](https://huggingface.co/datasets/laion/OIG) "
+            "(unified_chip2.jsonl), split train | not pinned (the latest at download time) |") in card
+    assert ("| b | CC-BY-SA-3.0 | yes | 2 | 0 | 0 | 0 | [databricks/databricks-dolly-15k]"
+            "(https://huggingface.co/datasets/databricks/databricks-dolly-15k), split train | `bfdf1f2` |") in card
+    assert ("| saiga/x | CC-BY-4.0 (OpenAI-generated: non-commercial use only) | no | 0 | 1 | 0 | 0 "
+            "| local files `x` (saiga format) | - |") in card
+    rows = {line.split(" | ")[0][2:]: line for line in card.splitlines() if line.startswith("| ") and " | " in line}
+    assert "Share-alike" in rows["CC-BY-SA-3.0"] and "must be shared under CC-BY-SA-3.0" in rows["CC-BY-SA-3.0"]
+    assert "NOTICE" in rows["Apache-2.0"] and "state that the records were changed" in rows["Apache-2.0"]
+    assert "Attribution" in rows["CC-BY-4.0 (OpenAI-generated: non-commercial use only)"]
+    assert "Also: OpenAI-generated: non-commercial use only." in rows["CC-BY-4.0 (OpenAI-generated: non-commercial use only)"]
+    assert license_obligations("WTFPL-ish") == UNKNOWN_LICENSE
+    assert "/" + "tmp" not in card
+    mix(groups(), MixConfig(), tmp_path / "g", tmp_path / "r2.jsonl")
+    assert "no translator recorded" in (tmp_path / "g/README.md").read_text()
+
+
+def test_card_load_snippet_loads_the_folder(tmp_path):
+    """The card's own instructions, run as written (with this folder's path), give the splits."""
+    s = mix(groups(), MixConfig(validation_fraction=0.2), tmp_path / "final", tmp_path / "r.jsonl")
+    card = (tmp_path / "final/README.md").read_text()
+    code = card.split("```python\n", 1)[1].split("```", 1)[0]
+    assert 'load_dataset("path/to/final")' in code
+    scope: dict = {}
+    exec(code.replace("path/to/final", str(tmp_path / "final")).replace("print(", "(lambda *a: None)("), scope)
+    ds = scope["ds"]
+    assert {k: ds[k].num_rows for k in ds} == s["splits"] == {"train": 20, "validation": 5}
+
+
+def test_empty_source_is_listed_with_zeros(tmp_path):
+    s = mix([*groups(), (SourceConfig(name="c", kind="dolly", path="y"), [])], MixConfig(), tmp_path / "f",
+            tmp_path / "r.jsonl")
+    assert s["per_source"]["c"] == {}
+    assert "| c | CC-BY-SA-3.0 | yes | 0 | 0 | 0 | 0 | local files `y` (dolly format) | - |" in (tmp_path / "f/README.md").read_text()
