@@ -11,8 +11,8 @@ from typing import Any
 
 from prefect import flow
 
-from flows.data import data_flow, resolve_config
-from ruinstruct.config import RunConfig
+from flows.data import data_flow
+from ruinstruct.config import RunConfig, resolve_config
 
 
 @flow(name="ruinstruct-pipeline", log_prints=True, persist_result=False)

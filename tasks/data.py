@@ -1,5 +1,5 @@
-"""Prefect tasks of the data flow. Logic lives in ruinstruct.pipeline; here: retries, caching,
-tags and artifacts. Tasks exchange paths and small dicts, never datasets."""
+"""Prefect tasks of the data flow. Logic lives in ruinstruct.stages.data; here: retries, caching,
+tags, logging and artifacts. Tasks exchange paths and small dicts, never datasets."""
 
 from __future__ import annotations
 
@@ -7,18 +7,18 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from prefect import task
-from prefect.artifacts import create_markdown_artifact
+from prefect import get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import CachePolicy
 from prefect.filesystems import LocalFileSystem
+from prefect.futures import as_completed
 
-from ruinstruct import __version__, pipeline
-from ruinstruct.config import FilterConfig, RunConfig, SourceConfig, TranslationConfig
+from ruinstruct.config import RunConfig, SourceConfig, TranslationConfig
 from ruinstruct.data_report import build_report, report_markdown
 from ruinstruct.filters.report import filter_report_markdown
 from ruinstruct.io import write_json
 from ruinstruct.paths import RunPaths
-from ruinstruct.schema import content_hash
+from ruinstruct.stages import data as stages
 from ruinstruct.translate.shards import plan_shards
 
 
@@ -41,7 +41,10 @@ def _transient(task, task_run, state) -> bool:
 )
 def load_source(source: SourceConfig, root: str, src_lang: str) -> dict[str, Any]:
     """Download one source (or read its local files), validate, write raw parquet and rejects."""
-    return pipeline.load_to_raw(source, RunPaths(Path(root)), src_lang)
+    result = stages.load_source(source, RunPaths(Path(root)), src_lang)
+    for w in result.get("warnings", []):
+        get_run_logger().warning(w)
+    return result
 
 
 @task(name="plan-shards", task_run_name="plan-{source}")
@@ -50,39 +53,16 @@ def make_shards(source: str, raw_file: str, shard_size: int, shards_dir: str, la
     return plan_shards(source, raw_file, shard_size, shards_dir, lang)
 
 
-def _code_version() -> str:
-    """Hash of the translation code: a fix in segmentation, the engine or reassembly must not
-    bring back shards translated by the old code as Cached."""
-    import ruinstruct.translate as tr
-
-    h = hashlib.sha256(__version__.encode())
-    for f in sorted(Path(tr.__file__).parent.glob("*.py")):
-        h.update(f.name.encode() + f.read_bytes())
-    return h.hexdigest()[:16]
-
-
-CODE_VERSION = _code_version()
-
-
 def shard_cache_key(context, parameters: dict[str, Any]) -> str | None:
-    """Shard content hash + translator id (model, revision, generation settings) + code version.
-
-    The output path is part of the key so two run roots never share a cached result. (Prefect
-    computes the key before the task runs, so it must not depend on the output existing; a
-    shard whose output file has gone is submitted with refresh_cache instead, see flows/data.py.)"""
-    return "translate-" + content_hash(
-        {
-            "shard": parameters["ref"]["hash"],
-            "translator": parameters["translator_id"],
-            "out": parameters["out_path"],
-            "code": CODE_VERSION,
-        }
-    )
+    """stages.data.shard_key of the task's parameters. (Prefect computes the key before the task
+    runs, so it must not depend on the output existing; a shard whose output file has gone is
+    submitted with refresh_cache instead, see stages.data.shard_jobs.)"""
+    return stages.shard_key(parameters["ref"]["hash"], parameters["translator_id"], parameters["out_path"])
 
 
 def shard_cache_policy(root: str) -> CachePolicy:
     return CachePolicy.from_cache_key_fn(shard_cache_key).configure(
-        key_storage=str(RunPaths(Path(root)).prefect / "cache-keys")
+        key_storage=str(RunPaths(Path(root)).prefect_cache_keys)
     )
 
 
@@ -90,7 +70,7 @@ def shard_result_storage(root: str) -> LocalFileSystem:
     """Persisted shard results beside their cache records, under the run root: a worker with
     another PREFECT_HOME (or a cleaned one) still finds them. Prefect wants the block saved; its
     name is derived from the root, so the same root always maps to the same block."""
-    path = RunPaths(Path(root)).prefect / "results"
+    path = RunPaths(Path(root)).prefect_results
     fs = LocalFileSystem(basepath=str(path))
     fs.save("ruinstruct-results-" + hashlib.sha256(str(path).encode()).hexdigest()[:16], overwrite=True)
     return fs
@@ -109,23 +89,51 @@ def translate_shard(
     ref: dict[str, Any], translation: TranslationConfig, translator_id: str, out_path: str, cache_path: str
 ) -> dict[str, Any]:
     """Translate one shard (cached on its content + translator; see shard_cache_key)."""
-    return pipeline.translate_shard_file(ref, out_path, translation, cache_path, translator_id)
+    return stages.translate_shard(ref, out_path, translation, cache_path, translator_id)
+
+
+def translate_shards(run: stages.DataRun, jobs: list[stages.ShardJob]) -> tuple[list[dict], list[dict]]:
+    """Submit every shard job, follow them to their final states with a progress artifact and
+    bar; returns (finished shard stats with "cached", failed shards). Not a task: it submits."""
+    from tqdm import tqdm
+
+    progress_id = create_progress_artifact(
+        progress=0.0, key="translation-progress", description=f"{len(jobs)} shards, {run.translator_id}"
+    )
+    shard_task = translate_shard.with_options(
+        cache_policy=shard_cache_policy(run.root), result_storage=shard_result_storage(run.root)
+    )
+    futures = [
+        shard_task.with_options(refresh_cache=job.refresh).submit(
+            job.ref, run.translation, run.translator_id, job.out, run.cache_dir
+        )
+        for job in jobs
+    ]
+    by_future = {id(f): job.ref for f, job in zip(futures, jobs, strict=True)}
+    done: list[dict[str, Any]] = []
+    failed: list[dict[str, Any]] = []
+    bar = tqdm(total=len(futures), desc="translate", unit="shard", disable=None)  # the CLI's progress bar
+    for i, fut in enumerate(as_completed(futures), 1):
+        fut.wait()  # sets the future's final state; .state alone may still read a stale one
+        state = fut.state
+        ref = by_future[id(fut)]
+        if state.is_completed():
+            done.append({**fut.result(), "cached": state.name == "Cached"})
+        else:
+            failed.append({"source": ref["source"], "index": ref["index"], "shard": ref["hash"], "error": state.message})
+        update_progress_artifact(progress_id, progress=100.0 * i / max(len(futures), 1))
+        bar.update(1)
+    bar.close()
+    if not futures:
+        update_progress_artifact(progress_id, progress=100.0)
+    done.sort(key=lambda s: (s["source"], s["index"]))
+    return done, failed
 
 
 @task(name="filter-translations")
-def filter_translations(
-    translated: list[str], originals: list[str], filters: FilterConfig, root: str
-) -> dict[str, Any]:
+def filter_translations(config: RunConfig, translated: list[str], originals: list[str]) -> dict[str, Any]:
     """Run the corruption filters; publish the filter-report artifact."""
-    paths = RunPaths(Path(root))
-    summary = pipeline.filter_files(
-        translated,
-        originals,
-        filters,
-        paths.filtered / "kept.parquet",
-        paths.rejects / "filter.rejects.jsonl",
-        paths.data / "filter_report.json",
-    )
+    summary = stages.filter_run(config, translated, originals)
     create_markdown_artifact(
         key="filter-report", markdown=filter_report_markdown(summary), description="Corruption filters"
     )
@@ -135,7 +143,7 @@ def filter_translations(
 @task(name="mix-dataset")
 def mix_dataset(config: RunConfig, kept_ru: str | None) -> dict[str, Any]:
     """Originals + kept translations -> deduplicated, shuffled, split dataset with its card."""
-    return pipeline.mix_run(config, RunPaths(config.root_path), kept_ru)
+    return stages.mix_run(config, RunPaths(config.root_path), kept_ru)
 
 
 @task(name="data-report")
@@ -148,8 +156,10 @@ def data_report(
     failed: list[dict[str, Any]],
     include_originals: bool = True,
 ) -> dict[str, Any]:
-    """Counts at every stage per source; checked to add up; data-report artifact."""
+    """Counts at every stage per source; checked to add up; data-report artifact; warnings logged."""
     report = build_report(loads, shards, filtered, mixed, failed, include_originals=include_originals)
     write_json(RunPaths(Path(root)).report, report)
     create_markdown_artifact(key="data-report", markdown=report_markdown(report), description="Counts per stage and source")
+    for w in report.get("warnings") or []:
+        get_run_logger().warning(w)
     return report

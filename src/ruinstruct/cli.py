@@ -1,7 +1,12 @@
-"""`ruinstruct` command line: every stage runnable alone (DESIGN.md, "Stage contracts").
+"""`ruinstruct` command line: every stage runnable alone.
 
 Flows run in Prefect's ephemeral mode unless PREFECT_API_URL is set. Heavy imports (torch,
 transformers, prefect) happen inside the commands so `ruinstruct --help` is instant.
+
+Errors: an expected one (a missing file, a path that is not a model, a bad config, a license
+conflict, `errors.UserError`) prints one or two lines naming the option and the problem and
+exits 2; a traceback only with `--debug` or RUINSTRUCT_DEBUG=1. SIGTERM and Ctrl-C stop a run
+within seconds with no process left behind (exit 143 / 130; see ruinstruct.signals).
 """
 
 from __future__ import annotations
@@ -12,8 +17,68 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.split("\n")[0])
+# Prefect's analytics are off unless the user set them: the temporary server's heartbeat logged
+# "Failed to send telemetry" on every run without network. (Prefect reads these on import.)
+for _var, _value in (("PREFECT_SERVER_ANALYTICS_ENABLED", "false"), ("DO_NOT_TRACK", "1")):
+    os.environ.setdefault(_var, _value)
+
+
+class _Commands(TyperGroup):
+    """Turns expected errors into one or two lines and exit code 2, for every command."""
+
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
+        ctx.meta["ruinstruct.args"] = list(args)  # to name the option that carried a bad value
+        return super().parse_args(ctx, args)
+
+    def invoke(self, ctx: typer.Context) -> Any:
+        from . import errors, signals
+
+        try:
+            return super().invoke(ctx)
+        except (typer.Exit, typer.Abort, typer.TyperException):  # usage errors: typer's own exit 2
+            raise
+        except BaseException as e:
+            if signals.installed() and (signals.received or isinstance(e, KeyboardInterrupt)
+                                        or type(e).__name__ == "TerminationSignal"):
+                raise typer.Exit(128 + (signals.received or getattr(e, "signal", None) or 2)) from None
+            message = errors.describe(e, ctx.meta.get("ruinstruct.args", ())) if isinstance(e, Exception) else None
+            if message is None:
+                raise
+            if ctx.params.get("debug"):
+                import traceback
+
+                traceback.print_exc()
+            typer.secho(message, fg="red", err=True)
+            raise typer.Exit(2) from None
+
+
+# markdown, not rich: rich markup ate literal brackets ('"reasons": [str]')
+app = typer.Typer(cls=_Commands, add_completion=False, no_args_is_help=True, rich_markup_mode="markdown",
+                  pretty_exceptions_enable=False)
+
+
+@app.callback()
+def _options(
+    debug: Annotated[bool, typer.Option("--debug", envvar="RUINSTRUCT_DEBUG",
+                                        help="print the traceback of an error")] = False,
+) -> None:
+    """Russian instruction datasets by machine translation of open English ones: download,
+    translate, filter, mix (and the whole run). Every stage runs alone; `ruinstruct COMMAND
+    --help` lists its options. README.md has the config reference and the dialog record format."""
+
+
+def main() -> None:
+    """The `ruinstruct` console script: the app, with SIGTERM/SIGINT handling."""
+    from . import signals
+
+    signals.install()
+    try:
+        app()
+    finally:
+        if signals.received is not None:
+            signals.finish(128 + signals.received)
 
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="run config (YAML profile)")]
 OutputOpt = Annotated[Path | None, typer.Option("--output", "-o", help="run root (overrides the config's)")]
@@ -31,10 +96,10 @@ def _config(path: Path, output: Path | None = None):
 
 def _run_flow(flow_fn, config) -> Any:
     from .config import RunConfig
+    from .runtime import set_hf_offline
 
     assert isinstance(config, RunConfig)
-    if config.data.hf_offline:
-        os.environ["HF_HUB_OFFLINE"] = os.environ["HF_DATASETS_OFFLINE"] = "1"
+    set_hf_offline(config.data.hf_offline)  # before the flow imports `datasets`
     state = flow_fn(config=config, return_state=True)
     if not state.is_completed():
         typer.secho(f"flow {state.name}: {state.message}", fg="red", err=True)
@@ -47,6 +112,13 @@ def _print_outputs(outputs: dict[str, Any]) -> None:
 
 
 def _print_data_outputs(data: dict[str, Any]) -> None:
+    """The run's summary (from its report.json), then where its outputs are."""
+    from .io import read_json
+    from .stages.data import summary_lines
+
+    report = data.get("report")
+    if report and Path(report).exists():
+        typer.echo("\n".join(summary_lines(read_json(report))))
     typer.secho(
         f"\ndataset: {data.get('dataset')}\nrejects: {data.get('rejects')}\nreport:  {data.get('report')}",
         fg="green",
@@ -60,8 +132,7 @@ def run(config: ConfigOpt, output: OutputOpt = None) -> None:
     from flows.pipeline import pipeline_flow
 
     out = _run_flow(pipeline_flow, cfg)
-    _print_outputs(out)
-    _print_data_outputs(out.get("data", {}))
+    _print_data_outputs(out.get("data") or {})
 
 
 @app.command()
@@ -71,7 +142,6 @@ def data(config: ConfigOpt, output: OutputOpt = None) -> None:
     from flows.data import data_flow
 
     out = _run_flow(data_flow, cfg)
-    _print_outputs(out)
     _print_data_outputs(out)
 
 
@@ -101,18 +171,10 @@ def translate(
     from tqdm import tqdm
 
     from .config import TranslationConfig
-    from .io import rejects_path, write_dialogs, write_jsonl
-    from .pipeline import get_translator
-    from .translate.cache import ParagraphCache
-    from .translate.dialogs import translate_dialogs
+    from .stages.data import translate_file
 
     base = _config(config).translation if config else TranslationConfig()
     tcfg = base.model_copy(update={"model": str(Path(model).resolve()) if Path(model).is_dir() else model, "revision": revision or base.revision})
-    dialogs, rejects = _read_valid(input)
-    translator, _ = get_translator(tcfg)
-    if cache:
-        cache.mkdir(parents=True, exist_ok=True)
-    pcache = ParagraphCache(cache, translator.id) if cache else None
     bar = tqdm(total=0, unit="para", desc="translate", disable=None)
 
     def progress(done: int, total: int) -> None:
@@ -120,33 +182,11 @@ def translate(
         bar.n = done
         bar.refresh()
 
-    translated, stats = translate_dialogs(dialogs, translator, pcache, progress=progress)
-    bar.close()
-    write_dialogs(output, translated)
-    write_jsonl(rejects_path(output), rejects)
-    # stats: dialogs (translated dialogs), units/unique_units, cache_hits, translated (units sent
-    # to the model), translator_calls
-    _print_outputs({"input": len(dialogs) + len(rejects), "rejected": len(rejects), **stats,
-                    "output": str(output), "rejects_file": str(rejects_path(output))})
-
-
-def _read_valid(path: Path) -> tuple[list, list]:
-    """Dialog records from JSONL; malformed or invalid lines become rejects with file:line."""
-    from .io import iter_jsonl, normalise_dialog, reject_row
-    from .schema import validate
-
-    dialogs, rejects = [], []
-    for lineno, obj, raw in iter_jsonl(path):
-        where = f"{path}:{lineno}"
-        if obj is None:
-            rejects.append(reject_row(["malformed JSON"], raw=raw, where=where))
-            continue
-        reasons = validate(obj if not isinstance(obj, dict) else normalise_dialog(obj))
-        if reasons:
-            rejects.append(reject_row(reasons, record=obj, where=where))
-        else:
-            dialogs.append(normalise_dialog(obj))
-    return dialogs, rejects
+    try:
+        summary = translate_file(input, output, tcfg, cache, progress=progress)
+    finally:
+        bar.close()
+    _print_outputs(summary)
 
 
 @app.command("filter")
@@ -159,31 +199,25 @@ def filter_cmd(
 ) -> None:
     """Run the corruption filters; rejected rows carry "reasons": [str]."""
     from .config import FilterConfig
-    from .filters import apply_filters
-    from .io import write_dialogs, write_jsonl
+    from .stages.data import filter_files
 
     fcfg = _config(config).filters if config else FilterConfig()
-    ru, bad_ru = _read_valid(input)
-    en, bad_en = _read_valid(originals)
-    by_id = {d["id"]: d for d in en}
-    result = apply_filters([(d, by_id.get(d.get("origin_id") or "")) for d in ru], fcfg)
-    write_dialogs(kept, result.kept)
-    write_jsonl(rejected, [*bad_ru, *result.rejected])
-    if bad_en:
-        write_jsonl(Path(rejected).with_name(Path(originals).stem + ".rejects.jsonl"), bad_en)
-    _print_outputs({"input": len(ru) + len(bad_ru), "kept": len(result.kept),
-                    "rejected": len(result.rejected) + len(bad_ru), "invalid_input": len(bad_ru),
-                    "invalid_originals": len(bad_en), "kept_file": str(kept), "rejects_file": str(rejected)})
+    bad_originals = Path(rejected).with_name(Path(originals).stem + ".rejects.jsonl")
+    s = filter_files([input], [originals], fcfg, kept, rejected, originals_rejects_path=bad_originals)
+    _print_outputs({"input": s["translated"] + s["invalid_input"], "kept": s["kept"],
+                    "rejected": s["rejected"] + s["invalid_input"], "invalid_input": s["invalid_input"],
+                    "invalid_originals": s["invalid_originals"], "kept_file": s["kept_file"],
+                    "rejects_file": s["rejects_file"]})
 
 
 @app.command()
 def mix(config: ConfigOpt, output: OutputOpt = None) -> None:
     """Re-mix a run's filtered translations and originals into the final dataset folder."""
-    from .pipeline import mix_only
+    from .stages.data import mix_only
 
     cfg = _config(config, output)
     _print_outputs(mix_only(cfg))
 
 
 if __name__ == "__main__":
-    app()
+    main()

@@ -11,7 +11,15 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from .filters.config import FilterConfig
 
@@ -216,12 +224,40 @@ class DataConfig(Strict):
 
 
 class RunConfig(Strict):
+    """One run. Cross-field rules are checked here, so a bad profile fails when it is loaded."""
+
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-    root: str | None = Field(default=None, description="run root; default runs/<name>")
+    root: str | None = Field(
+        default=None,
+        description="run root; relative to the profile file. Default: runs/<name> under the working directory",
+    )
     data: DataConfig
-    translation: TranslationConfig = TranslationConfig()
+    # validate_default: the cross-field checks below must run on a section left out, too
+    translation: TranslationConfig = Field(default_factory=TranslationConfig, validate_default=True)
     filters: FilterConfig = FilterConfig()
-    mix: MixConfig = MixConfig()
+    mix: MixConfig = Field(default_factory=MixConfig, validate_default=True)
+
+    @field_validator("translation")
+    @classmethod
+    def _translator_for_translated_sources(cls, v: TranslationConfig, info: ValidationInfo) -> TranslationConfig:
+        data = info.data.get("data")
+        wanted = [s.name for s in data.sources if s.translate] if data else []
+        if wanted and not (getattr(v, "model", None) or "").strip():
+            raise ValueError(f"translation.model is empty but these sources have translate: true: {wanted}")
+        return v
+
+    @field_validator("mix")
+    @classmethod
+    def _mix_matches_sources(cls, v: MixConfig, info: ValidationInfo) -> MixConfig:
+        data = info.data.get("data")
+        if data is None:  # data itself failed; its error is reported
+            return v
+        # mix.py holds the rules (the mix stage applies them again to what it is given)
+        from .mix import check_commercial, check_names
+
+        check_commercial(data.sources, v)
+        check_names(v, (s.name for s in data.sources))
+        return v
 
     @property
     def root_path(self) -> Path:
@@ -235,8 +271,18 @@ class ConfigError(ValueError):
     """A config file that does not validate; the message names every bad field."""
 
 
+def _config_error(where: str, e: ValidationError) -> ConfigError:
+    lines = [f"{where}: invalid config"]
+    for err in e.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        lines.append(f"  {loc}: {err['msg']}")
+    return ConfigError("\n".join(lines))
+
+
 def load_config(path: str | os.PathLike[str]) -> RunConfig:
-    """Read a YAML profile. Relative `path`s inside it resolve against the YAML's folder."""
+    """Read a YAML profile. Paths written in it (source paths, a local model, cache_dir and an
+    explicit root) resolve against the YAML's folder; the default root (runs/<name>) stays
+    relative to the working directory, where `resolve_config` anchors it."""
     import yaml
 
     path = Path(path)
@@ -249,19 +295,44 @@ def load_config(path: str | os.PathLike[str]) -> RunConfig:
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: top level must be a mapping")
     base = path.resolve().parent
+
+    def relative_to_profile(d: Any, key: str, only_explicit: bool = False) -> None:
+        if not isinstance(d, dict) or not isinstance(d.get(key), str) or not d[key]:
+            return
+        v = d[key]
+        # a hub model id ("org/name") is not a path: only ./, ../ and / mark a local model
+        if only_explicit and not v.startswith((".", "/")):
+            return
+        if not os.path.isabs(v):
+            d[key] = str((base / v).resolve())
+
     for src in (raw.get("data") or {}).get("sources") or []:
-        if isinstance(src, dict) and src.get("path") and not os.path.isabs(src["path"]):
-            src["path"] = str((base / src["path"]).resolve())
-    tr = raw.get("translation") or {}
-    if isinstance(tr, dict) and str(tr.get("model", "")).startswith((".", "/")):
-        tr["model"] = str((base / tr["model"]).resolve())
-    if isinstance(tr, dict) and tr.get("cache_dir") and not os.path.isabs(tr["cache_dir"]):
-        tr["cache_dir"] = str((base / tr["cache_dir"]).resolve())
+        relative_to_profile(src, "path")
+    tr = raw.get("translation")
+    relative_to_profile(tr, "model", only_explicit=True)
+    relative_to_profile(tr, "cache_dir")
+    relative_to_profile(raw, "root")
     try:
         return RunConfig.model_validate(raw)
     except ValidationError as e:
-        lines = [f"{path}: invalid config"]
-        for err in e.errors():
-            loc = ".".join(str(p) for p in err["loc"])
-            lines.append(f"  {loc}: {err['msg']}")
-        raise ConfigError("\n".join(lines)) from None
+        raise _config_error(str(path), e) from None
+
+
+def resolve_config(
+    config: RunConfig | None = None,
+    config_file: str | os.PathLike[str] | None = None,
+    output: str | os.PathLike[str] | None = None,
+) -> RunConfig:
+    """The config a flow runs: `config`, or the profile at `config_file`; `output` (relative to
+    the working directory) overrides the root. Re-validated, since a config built in Python with
+    model_copy skips the cross-field checks; the root comes back absolute, so every stage and
+    every worker thread sees the same folder."""
+    if config is None:
+        if not config_file:
+            raise ValueError("pass `config` (the run config) or `config_file` (a YAML profile)")
+        config = load_config(config_file)
+    try:
+        config = RunConfig.model_validate(config.model_dump())
+    except ValidationError as e:
+        raise _config_error(f"run config {config.name!r}", e) from None
+    return config.with_root(Path(output or config.root_path).resolve())

@@ -1,9 +1,27 @@
-"""The run output layout (DESIGN.md): every piece of a run's state lives under its root."""
+"""The run output layout: every file a stage writes is named here, once.
+
+    <root>/data/raw/<source>.parquet            valid dialogs of a source (load stage)
+    <root>/data/rejects/<source>.rejects.jsonl  its invalid records, with reasons
+    <root>/data/shards/<source>/<i>-<hash>.parquet            translation shard inputs
+    <root>/data/translated/<source>/<i>-<key>.parquet         shard outputs (+ .stats.json sidecar)
+    <root>/data/cache/                          paragraph cache (unless translation.cache_dir)
+    <root>/data/filtered/kept.parquet           translations the filters kept
+    <root>/data/rejects/filter.rejects.jsonl    the ones they dropped, with reasons
+    <root>/data/filter_report.json              filter counts
+    <root>/data/rejects/mix.rejects.jsonl       duplicates dropped by the mix
+    <root>/data/final/                          the dataset folder (load_dataset(path))
+    <root>/data/report.json                     the data report
+    <root>/.prefect/                            persisted task results and cache records
+
+Path rule: paths written in a profile are relative to the profile file (an explicit `root:`
+too); the default run root, runs/<name>, is relative to the working directory.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 
 def safe_name(name: str) -> str:
@@ -11,9 +29,17 @@ def safe_name(name: str) -> str:
     return name.replace("/", "__")
 
 
+def stats_sidecar(output: str | Path) -> Path:
+    """The stats file written after a shard's output: both present = the shard is finished."""
+    return Path(f"{output}.stats.json")
+
+
 @dataclass(frozen=True)
 class RunPaths:
     root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
 
     @property
     def data(self) -> Path:
@@ -53,12 +79,49 @@ class RunPaths:
         return self.data / "cache"
 
     @property
+    def kept(self) -> Path:
+        """Translations the filters kept."""
+        return self.filtered / "kept.parquet"
+
+    @property
+    def filter_rejects(self) -> Path:
+        return self.rejects / "filter.rejects.jsonl"
+
+    @property
+    def filter_report(self) -> Path:
+        return self.data / "filter_report.json"
+
+    @property
+    def mix_rejects(self) -> Path:
+        return self.rejects / "mix.rejects.jsonl"
+
+    @property
     def prefect(self) -> Path:
         """Persisted task results and cache records (so two roots never share a cache)."""
         return self.root / ".prefect"
+
+    @property
+    def prefect_results(self) -> Path:
+        return self.prefect / "results"
+
+    @property
+    def prefect_cache_keys(self) -> Path:
+        return self.prefect / "cache-keys"
 
     def raw_file(self, source: str) -> Path:
         return self.raw / f"{safe_name(source)}.parquet"
 
     def raw_rejects(self, source: str) -> Path:
         return self.rejects / f"{safe_name(source)}.rejects.jsonl"
+
+    def shard_output(self, ref: dict[str, Any], translator_id: str) -> Path:
+        """Where shard `ref` translated by `translator_id` is written (named by both)."""
+        from .translate.shards import shard_output
+
+        return shard_output(self.translated, ref, translator_id)
+
+    def final_split(self, split: str) -> Path:
+        """The parquet file of one split of the final dataset."""
+        from .mix import split_file
+
+        return split_file(self.final, split)

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
+from ruinstruct.paths import RunPaths
 from tests.e2e.conftest import OFFLINE_ENV, REPO, tail
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -52,6 +53,17 @@ def shard_relpath(config_file: Path, source: str, index: int, scratch: Path) -> 
     return Path(refs[index]["path"]).relative_to(scratch / "shards")
 
 
+def assert_counts(report: dict, limit: int) -> None:
+    """The report's own numbers add up, source by source, and match the dataset it describes."""
+    t = report["totals"]
+    assert set(report["per_source"]) == {"dolly", "oasst1", "chip2"}
+    for src, r in report["per_source"].items():
+        assert r["dialogs"] == r["to_translate"] == r["translated"] == limit, (src, r)
+        assert r["translated"] == r["ru_kept"] + r["filtered_out"], (src, r)
+        assert r["final"] == r["dialogs"] + r["ru_kept"] - r["duplicates"] - r["capped"], (src, r)
+    assert report["splits"]["train"] + report["splits"]["validation"] == t["final"] > limit
+
+
 def read_task_runs(flow_run_id) -> list[Any]:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
@@ -87,7 +99,7 @@ def outputs(root: Path) -> dict[str, tuple[int, int]]:
     """Translated shard files -> (inode, mtime_ns): a rewrite (atomic rename) changes both."""
     return {
         str(p.relative_to(root)): (p.stat().st_ino, p.stat().st_mtime_ns)
-        for p in (root / "data/translated").rglob("*.parquet")
+        for p in RunPaths(root).translated.rglob("*.parquet")
     }
 
 
@@ -114,7 +126,7 @@ def test_retry_of_failed_deployment_run_recomputes_only_the_failed_shard(
     fault_task = "translate-{}-{}".format(*FAULT)
 
     # the fault: a corrupt input file where the flow will look for one shard; plan_shards keeps it
-    bad = root / "data/shards" / shard_relpath(config_file, *FAULT, tmp_path / "scratch")
+    bad = RunPaths(root).shards / shard_relpath(config_file, *FAULT, tmp_path / "scratch")
     bad.parent.mkdir(parents=True)
     bad.write_bytes(b"this is not a parquet file\n")
 
@@ -143,7 +155,7 @@ def test_retry_of_failed_deployment_run_recomputes_only_the_failed_shard(
     assert all(v == "Completed" for k, v in first.items() if k != fault_task), first
     before = outputs(root)
     assert len(before) == len(first) - 1
-    assert not (root / "data/final").exists()
+    assert not RunPaths(root).final.exists()
 
     # repair, then retry THE SAME flow run as the UI does (the worker picks it up again)
     bad.unlink()
@@ -172,10 +184,11 @@ def test_retry_of_failed_deployment_run_recomputes_only_the_failed_shard(
     after = outputs(root)
     assert {k: after[k] for k in before} == before
     assert len(after) == len(before) + 1
-    report = json.loads((root / "data/report.json").read_text())
+    paths = RunPaths(root)
+    report = json.loads(paths.report.read_text())
     assert report["failed_shards"] == []
-    assert (root / "data/final/README.md").exists()
-    assert list((root / "data/final/data").glob("train-*.parquet"))
+    assert_counts(report, LIMIT)
+    assert (paths.final / "README.md").exists() and paths.final_split("train").exists()
 
 
 def test_project_prefect_yaml_deploys_and_runs_on_the_worker(prefect_server, process_worker, tmp_path, tiny_dir):
@@ -194,6 +207,7 @@ def test_project_prefect_yaml_deploys_and_runs_on_the_worker(prefect_server, pro
     assert flow_run.state is not None and flow_run.state.is_completed(), (
         f"{flow_run.state}\n{tail(process_worker.log)}"
     )
-    report = json.loads((root / "data/report.json").read_text())
-    assert all(report["checks"].values()) and report["splits"]["train"] > 0
-    assert (root / "data/final/README.md").exists()
+    paths = RunPaths(root)
+    report = json.loads(paths.report.read_text())
+    assert_counts(report, LIMIT)
+    assert (paths.final / "README.md").exists()

@@ -47,7 +47,7 @@ class SpyTranslator:
 @pytest.fixture
 def spy(monkeypatch):
     """Counts translator loads, translate() calls and texts, and shard translations."""
-    from ruinstruct import pipeline
+    from ruinstruct import runtime
     from ruinstruct.translate import engine, shards
 
     state = SimpleNamespace(loads=0, calls=0, texts=0, shards=[], fail_shard=None)
@@ -65,9 +65,9 @@ def spy(monkeypatch):
 
     monkeypatch.setattr(engine, "load_translator", load)
     monkeypatch.setattr(shards, "translate_shard", shard)
-    pipeline.clear_translators()
+    runtime.release_all()
     yield state
-    pipeline.clear_translators()
+    runtime.release_all()
 
 
 def task_states(flow_state) -> dict[str, str]:

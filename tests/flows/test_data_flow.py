@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from ruinstruct.paths import RunPaths
 from tests.flows.conftest import REPO, task_states, tiny_run_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
@@ -18,6 +19,12 @@ def run(cfg):
     return data_flow(config=cfg, return_state=True)
 
 
+def final_rows(paths: RunPaths) -> list[dict]:
+    from ruinstruct.io import read_dialogs
+
+    return [d for split in ("train", "validation") for d in read_dialogs(paths.final_split(split))]
+
+
 def shard_states(states: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in states.items() if k.startswith("translate-")}
 
@@ -25,9 +32,9 @@ def shard_states(states: dict[str, str]) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def first_run(tmp_path_factory, tiny_dir, prefect_harness):
     """One complete run (shared by the tests that only read its outputs)."""
-    from ruinstruct import pipeline
+    from ruinstruct import runtime
 
-    pipeline.clear_translators()
+    runtime.release_all()
     root = tmp_path_factory.mktemp("first") / "run"
     cfg = tiny_run_config(tiny_dir, root)
     state = run(cfg)
@@ -37,20 +44,23 @@ def first_run(tmp_path_factory, tiny_dir, prefect_harness):
 def test_first_run_completes_and_counts_add_up(first_run):
     cfg, state = first_run
     assert state.is_completed(), state.message
-    root = Path(cfg.root)
-    report = json.loads((root / "data/report.json").read_text())
-    assert report["checks"] and all(report["checks"].values())
+    paths = RunPaths(Path(cfg.root))
+    report = json.loads(paths.report.read_text())
     assert set(report["per_source"]) == {"dolly", "oasst1", "chip2"}
+    rows = final_rows(paths)
     for src, r in report["per_source"].items():
         assert r["downloaded"] == r["valid"] + r["invalid"] + r["excluded"], src
-        assert r["translated"] == r["dialogs"] == r["ru_kept"] + r["filtered_out"], src
-        assert r["final"] == r["final_en"] + r["final_ru"]
+        assert r["translated"] == r["to_translate"] == r["dialogs"] == r["ru_kept"] + r["filtered_out"], src
+        # every original and every kept translation reached the mix, and the dataset holds the rest
+        assert r["mix_in"] == r["dialogs"] + r["ru_kept"], src
+        assert r["final"] == r["mix_in"] - r["duplicates"] - r["capped"] == r["final_en"] + r["final_ru"], src
+        assert r["final_en"] == sum(d["source"] == src and d["lang"] == "en" for d in rows), src
+        assert r["final_ru"] == sum(d["source"] == src and d["lang"] == "ru" for d in rows), src
         # rejects files hold exactly the counted records
-        rej = root / "data/rejects" / f"{src}.rejects.jsonl"
-        assert sum(1 for _ in rej.open()) == r["invalid"], src
+        assert sum(1 for _ in paths.raw_rejects(src).open()) == r["invalid"], src
     t = report["totals"]
-    assert sum(1 for _ in (root / "data/rejects/filter.rejects.jsonl").open()) == t["filtered_out"]
-    assert report["splits"]["train"] + report["splits"]["validation"] == t["final"]
+    assert sum(1 for _ in paths.filter_rejects.open()) == t["filtered_out"]
+    assert report["splits"]["train"] + report["splits"]["validation"] == t["final"] == len(rows)
     states = shard_states(task_states(state))
     assert states and set(states.values()) == {"Completed"}
     # the tiny translator is trained: most translations survive the filters
@@ -61,7 +71,7 @@ def test_dataset_loads_and_carries_licenses(first_run):
     import datasets
 
     cfg, _ = first_run
-    final = Path(cfg.root) / "data/final"
+    final = RunPaths(Path(cfg.root)).final
     ds = datasets.load_dataset(str(final))
     rows = ds["train"].to_list() + ds["validation"].to_list()
     assert {r["lang"] for r in rows} == {"en", "ru"}
@@ -76,17 +86,19 @@ def test_dataset_loads_and_carries_licenses(first_run):
 
 def test_second_run_is_all_cached_and_translates_nothing(first_run, spy):
     cfg, _ = first_run
-    before = (Path(cfg.root) / "data/final/data/train-00000-of-00001.parquet").read_bytes()
+    train = RunPaths(Path(cfg.root)).final_split("train")
+    before = train.read_bytes()
     state = run(cfg)
     assert state.is_completed(), state.message
     states = shard_states(task_states(state))
     assert states and set(states.values()) == {"Cached"}
     assert spy.shards == [] and spy.calls == 0 and spy.loads == 0
-    assert (Path(cfg.root) / "data/final/data/train-00000-of-00001.parquet").read_bytes() == before
+    assert train.read_bytes() == before
 
 
 def test_fault_in_one_shard_fails_alone_and_retry_recomputes_only_it(tmp_path, tiny_dir, spy):
     cfg = tiny_run_config(tiny_dir, tmp_path / "run")
+    paths = RunPaths(tmp_path / "run")
     spy.fail_shard = ("dolly", 1)
     state = run(cfg)
     assert state.is_failed()
@@ -96,11 +108,11 @@ def test_fault_in_one_shard_fails_alone_and_retry_recomputes_only_it(tmp_path, t
     assert failed == {"translate-dolly-1"}
     assert set(states.values()) == {"Completed", "Failed"}
     # the others are persisted, the report names the failed shard, no final dataset yet
-    translated = list((tmp_path / "run/data/translated").rglob("*.parquet"))
+    translated = list(paths.translated.rglob("*.parquet"))
     assert len(translated) == len(states) - 1
-    report = json.loads((tmp_path / "run/data/report.json").read_text())
+    report = json.loads(paths.report.read_text())
     assert [(f["source"], f["index"]) for f in report["failed_shards"]] == [("dolly", 1)]
-    assert not (tmp_path / "run/data/final").exists()
+    assert not paths.final.exists()
 
     # retry (a rerun of the same config): only the failed shard is computed
     spy.fail_shard = None
@@ -114,15 +126,15 @@ def test_fault_in_one_shard_fails_alone_and_retry_recomputes_only_it(tmp_path, t
 
 
 def test_same_config_gives_same_dataset_bytes(first_run, tmp_path, tiny_dir):
-    from ruinstruct import pipeline
+    from ruinstruct import runtime
 
-    pipeline.clear_translators()
+    runtime.release_all()
     cfg, _ = first_run
     other = tiny_run_config(tiny_dir, tmp_path / "again")
     assert run(other).is_completed()
     for split in ("train", "validation"):
-        a = (Path(cfg.root) / f"data/final/data/{split}-00000-of-00001.parquet").read_bytes()
-        b = (tmp_path / f"again/data/final/data/{split}-00000-of-00001.parquet").read_bytes()
+        a = RunPaths(Path(cfg.root)).final_split(split).read_bytes()
+        b = RunPaths(tmp_path / "again").final_split(split).read_bytes()
         assert a == b, split
 
 
@@ -135,7 +147,7 @@ def test_commercial_only_refuses_saiga_before_any_work(tmp_path, tiny_dir):
     state = run(cfg)
     assert state.is_failed()
     assert "saiga/ru_turbo_saiga" in state.message and "commercial" in state.message
-    assert not (tmp_path / "run/data").exists()
+    assert not RunPaths(tmp_path / "run").data.exists()
 
 
 def test_artifacts_are_published(first_run):
@@ -158,7 +170,6 @@ def test_local_source_keeps_its_name_and_passes_russian_through(tmp_path, tiny_d
     """A local file's records belong to the configured source; a Russian record is not
     translated again, and the counts still add up at every stage."""
     from ruinstruct.config import SourceConfig
-    from ruinstruct.io import read_dialogs
 
     fixture = REPO / "src/ruinstruct/resources/fixtures/local/dialogs.jsonl"
     cfg = tiny_run_config(tiny_dir, tmp_path / "run")
@@ -166,12 +177,14 @@ def test_local_source_keeps_its_name_and_passes_russian_through(tmp_path, tiny_d
     cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"sources": [local]})})
     state = run(cfg)
     assert state.is_completed(), state.message
-    report = json.loads((tmp_path / "run/data/report.json").read_text())
+    paths = RunPaths(tmp_path / "run")
+    report = json.loads(paths.report.read_text())
     r = report["per_source"]["local/mine"]
-    assert all(report["checks"].values())
     assert r["to_translate"] == r["translated"] < r["dialogs"]  # the Russian record is not translated
-    final = read_dialogs(tmp_path / "run/data/final/data/train-00000-of-00001.parquet") + read_dialogs(
-        tmp_path / "run/data/final/data/validation-00000-of-00001.parquet")
+    assert r["translated"] == r["ru_kept"] + r["filtered_out"]
+    assert r["mix_in"] == r["dialogs"] + r["ru_kept"]
+    final = final_rows(paths)
+    assert len(final) == r["final"] == r["mix_in"] - r["duplicates"] - r["capped"]
     assert {d["source"] for d in final} == {"local/mine"}
     assert {d["license"] for d in final} == {"MIT"}
     native_ru = [d for d in final if d["lang"] == "ru" and "translator" not in d["meta"]]
@@ -179,7 +192,7 @@ def test_local_source_keeps_its_name_and_passes_russian_through(tmp_path, tiny_d
 
 
 def test_changed_license_is_not_served_from_an_old_shard(tmp_path, tiny_dir):
-    from ruinstruct import pipeline
+    from ruinstruct import runtime
     from ruinstruct.io import read_dialogs
 
     cfg = tiny_run_config(tiny_dir, tmp_path / "run")
@@ -187,12 +200,36 @@ def test_changed_license_is_not_served_from_an_old_shard(tmp_path, tiny_dir):
     sources = [s.model_copy(update={"license": "CC-BY-SA-3.0-relicensed"}) if s.name == "chip2" else s
                for s in cfg.data.sources]
     cfg2 = cfg.model_copy(update={"data": cfg.data.model_copy(update={"sources": sources})})
-    pipeline.clear_translators()
+    runtime.release_all()
     state = run(cfg2)
     assert state.is_completed()
     states = shard_states(task_states(state))
     assert {k for k, v in states.items() if v != "Cached"} == {k for k in states if "chip2" in k}
-    final = read_dialogs(tmp_path / "run/data/final/data/train-00000-of-00001.parquet")
+    final = read_dialogs(RunPaths(tmp_path / "run").final_split("train"))
     assert {d["license"] for d in final if d["source"] == "chip2"} == {"CC-BY-SA-3.0-relicensed"}
     # results are persisted under the run root, beside their cache records
-    assert list((tmp_path / "run/.prefect/results").iterdir())
+    assert list(RunPaths(tmp_path / "run").prefect_results.iterdir())
+
+
+def test_empty_source_is_a_warning_and_no_valid_input_at_all_fails(tmp_path, tiny_dir):
+    from ruinstruct.config import SourceConfig
+
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+    fixture = REPO / "src/ruinstruct/resources/fixtures/local/dialogs.jsonl"
+    cfg = tiny_run_config(tiny_dir, tmp_path / "run")
+    nothing = SourceConfig(name="local/empty", kind="local", path=str(empty), license="MIT")
+    mine = SourceConfig(name="local/mine", kind="local", path=str(fixture), license="MIT")
+    with_empty = cfg.model_copy(update={"data": cfg.data.model_copy(update={"sources": [mine, nothing]})})
+    state = run(with_empty)
+    assert state.is_completed(), state.message
+    report = json.loads(RunPaths(tmp_path / "run").report.read_text())
+    assert [w for w in report["warnings"] if "local/empty" in w] and report["per_source"]["local/empty"]["final"] == 0
+    assert report["per_source"]["local/mine"]["final"] > 0
+
+    only_empty = cfg.model_copy(update={"root": str(tmp_path / "run2"),
+                                        "data": cfg.data.model_copy(update={"sources": [nothing]})})
+    state = run(only_empty)
+    assert state.is_failed()
+    assert "no valid dialogs" in state.message and "local/empty" in state.message
+    assert not RunPaths(tmp_path / "run2").final.exists()

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ruinstruct.paths import RunPaths, stats_sidecar
+
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
@@ -41,11 +43,12 @@ def test_killed_run_resumes_to_the_same_dataset(tmp_path, tiny_dir):
            "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     env.pop("PREFECT_API_URL", None)
     killed = tmp_path / "killed"
+    kp, cp = RunPaths(killed), RunPaths(tmp_path / "clean")
     proc = cli(cfg, killed, env)
     deadline = time.monotonic() + 300
     done_at_kill: list[Path] = []
     while time.monotonic() < deadline and proc.poll() is None:
-        done_at_kill = list((killed / "data/translated").rglob("*.parquet"))
+        done_at_kill = list(kp.translated.rglob("*.parquet"))
         if done_at_kill:
             break
         time.sleep(0.05)
@@ -55,13 +58,13 @@ def test_killed_run_resumes_to_the_same_dataset(tmp_path, tiny_dir):
     proc.wait()
     # a shard is finished once its stats sidecar is written (after its output); one killed between
     # the two is redone, from the paragraph cache
-    done_at_kill = sorted((killed / "data/translated").rglob("*.stats.json"))
-    assert not (killed / "data/final").exists(), "the run finished before it could be killed"
+    done_at_kill = sorted(p for p in kp.translated.rglob("*.parquet") if stats_sidecar(p).exists())
+    assert not kp.final.exists(), "the run finished before it could be killed"
 
     resumed = cli(cfg, killed, env)
     out, _ = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, out
-    report = json.loads((killed / "data/report.json").read_text())
+    report = json.loads(kp.report.read_text())
     t = report["translation"]
     # every shard finished before the kill came back as it was: Cached (its Prefect record was
     # committed) or reused from its output + stats files (killed just before the commit)
@@ -72,10 +75,10 @@ def test_killed_run_resumes_to_the_same_dataset(tmp_path, tiny_dir):
     out, _ = clean.communicate(timeout=600)
     assert clean.returncode == 0, out
     for split in ("train", "validation"):
-        a = (killed / f"data/final/data/{split}-00000-of-00001.parquet").read_bytes()
-        b = (tmp_path / f"clean/data/final/data/{split}-00000-of-00001.parquet").read_bytes()
+        a = kp.final_split(split).read_bytes()
+        b = cp.final_split(split).read_bytes()
         assert a == b, split
-    clean_report = json.loads((tmp_path / "clean/data/report.json").read_text())
+    clean_report = json.loads(cp.report.read_text())
     assert report["totals"] == clean_report["totals"]
     # nothing translated before the kill was translated again: the resumed run sent fewer
     # paragraphs to the model than a clean run (finished shards and the paragraph cache)

@@ -99,3 +99,74 @@ def test_atomic_write_leaves_old_file_on_error(tmp_path):
 def test_rejects_path():
     assert rejects_path("out/ru.jsonl") == Path("out/ru.rejects.jsonl")
     assert json.dumps(str(rejects_path(Path("a/b.parquet")))) == '"a/b.rejects.jsonl"'
+
+
+# ---- cross-field rules and the path rule ------------------------------------------------------
+
+def _write(tmp_path: Path, text: str, name: str = "p.yaml") -> Path:
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+SAIGA = "    - {name: saiga/x, kind: saiga, path: s.jsonl}\n"
+DOLLY = "    - {name: dolly, kind: dolly, path: d.jsonl}\n"
+
+
+def test_non_commercial_source_in_a_commercial_run_fails_at_load(tmp_path):
+    p = _write(tmp_path, "name: x\ndata:\n  sources:\n" + DOLLY + SAIGA)
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    line = next(x for x in str(e.value).splitlines() if "saiga/x" in x)
+    assert line.strip().startswith("mix:") and "commercial_only" in line
+    ok = _write(tmp_path, "name: x\ndata:\n  sources:\n" + DOLLY + SAIGA + "mix: {commercial_only: false}\n", "ok.yaml")
+    assert [s.name for s in load_config(ok).data.sources] == ["dolly", "saiga/x"]
+
+
+def test_mix_caps_and_ratios_must_name_configured_sources(tmp_path):
+    for section in ("caps: {dolyy: 5}", "ratios: {dolyy: 0.5}"):
+        p = _write(tmp_path, "name: x\ndata:\n  sources:\n" + DOLLY + f"mix: {{{section}}}\n")
+        with pytest.raises(ConfigError, match=r"mix: .*'dolyy'"):
+            load_config(p)
+
+
+def test_translated_source_needs_a_translator_model(tmp_path):
+    p = _write(tmp_path, "name: x\ndata:\n  sources:\n" + DOLLY + "translation: {model: ''}\n")
+    with pytest.raises(ConfigError, match=r"translation: .*translation.model.*'dolly'"):
+        load_config(p)
+    untranslated = "    - {name: dolly, kind: dolly, path: d.jsonl, translate: false}\n"
+    load_config(_write(tmp_path, "name: x\ndata:\n  sources:\n" + untranslated + "translation: {model: ''}\n"))
+
+
+def test_config_built_in_python_is_checked_when_resolved(tmp_path):
+    """model_copy skips validation: resolve_config (what every flow calls) validates again."""
+    from ruinstruct.config import SourceConfig, resolve_config
+
+    cfg = load_config(_write(tmp_path, "name: x\ndata:\n  sources:\n" + DOLLY))
+    saiga = SourceConfig(name="saiga/x", kind="saiga", path=str(tmp_path / "s.jsonl"))
+    bad = cfg.model_copy(update={"data": cfg.data.model_copy(update={"sources": [*cfg.data.sources, saiga]})})
+    with pytest.raises(ConfigError, match="saiga/x"):
+        resolve_config(bad)
+
+
+def test_path_rule_profile_paths_vs_default_root(tmp_path, monkeypatch):
+    """Paths in a profile are relative to the profile (an explicit root too); the default root,
+    runs/<name>, is relative to the working directory; --output is relative to it as well."""
+    from ruinstruct.config import resolve_config
+
+    prof = tmp_path / "profiles"
+    prof.mkdir()
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    rooted = load_config(_write(prof, "name: x\nroot: ../out\ndata:\n  sources:\n" + DOLLY
+                                + "translation: {model: ./m, cache_dir: c}\n"))
+    assert rooted.root == str(tmp_path / "out")
+    assert rooted.data.sources[0].path == str(prof / "d.jsonl")
+    assert rooted.translation.model == str(prof / "m") and rooted.translation.cache_dir == str(prof / "c")
+    assert resolve_config(rooted).root == str(tmp_path / "out")
+    hub = load_config(_write(prof, "name: y\ndata:\n  sources:\n" + DOLLY + "translation: {model: org/m}\n", "h.yaml"))
+    assert hub.translation.model == "org/m" and hub.root is None
+    assert resolve_config(hub).root == str(cwd / "runs/y")
+    assert resolve_config(hub, output="elsewhere").root == str(cwd / "elsewhere")
+    assert resolve_config(config_file=prof / "h.yaml").root == str(cwd / "runs/y")
