@@ -86,7 +86,7 @@ def build_report(
         totals.update({k: v for k, v in r.items() if isinstance(v, int)})
     return {
         "per_source": rows,
-        "warnings": report_warnings(rows, mixed),
+        "warnings": report_warnings(rows, mixed, {ld["source"]: ld.get("warnings") or [] for ld in loads}),
         "totals": dict(totals),
         "translation": dict(tstats),
         "filtered_out_by_filter": by_reason,
@@ -97,12 +97,18 @@ def build_report(
     }
 
 
-def report_warnings(rows: dict[str, dict[str, Any]], mixed: dict[str, Any] | None) -> list[str]:
+def report_warnings(
+    rows: dict[str, dict[str, Any]], mixed: dict[str, Any] | None, load_warnings: dict[str, list[str]] | None = None
+) -> list[str]:
     """Things that are not errors but that a user must see: a source that gave nothing (a wrong
-    path, filter or language), an empty dataset."""
+    path, filter or language), an empty dataset. A load stage's own warnings for a source (its
+    summary's "warnings") are taken as they are, instead of this module's for that source."""
     out = []
     for src, r in rows.items():
-        if r["dialogs"] == 0:
+        own = (load_warnings or {}).get(src)
+        if own:
+            out += own
+        elif r["dialogs"] == 0:
             why = "no records" if r["downloaded"] == 0 else (
                 f"{r['downloaded']} records read, {r['invalid']} invalid, {r['excluded']} excluded"
             )

@@ -46,3 +46,9 @@ def test_counts_that_do_not_add_up_raise():
     filtered = {"per_source": {"a": {"kept": 2, "rejected": 1}}, "report": {}}  # one translation lost
     with pytest.raises(CountMismatch, match="a: translated = ru_kept \\+ filtered_out"):
         build_report(loads, shards, filtered, {"splits": {"train": 6}, "per_source": {"a": {"in_en": 4, "in_ru": 2}}})
+
+
+def test_a_load_stage_warning_replaces_the_computed_one():
+    empty = {**load("e", 0, 0, 0), "warnings": ["source e yielded no valid dialogs from e.jsonl (0 rejected)"]}
+    rep = build_report([load("a", 1, 1, 0), empty], [], None, None)
+    assert rep["warnings"] == ["source e yielded no valid dialogs from e.jsonl (0 rejected)"]
