@@ -7,6 +7,7 @@ killed run leaves either the old file or the new one, never half of one.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import math
 import os
@@ -15,6 +16,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from .errors import UserError
 from .schema import FIELDS, Dialog, null_non_finite, validate
 
 
@@ -93,8 +95,9 @@ class JsonlLine(NamedTuple):
     error: str | None
 
 
-class InputFileError(ValueError):
-    """An input file that cannot be read at all (the message names the file and the place)."""
+class InputFileError(UserError, ValueError):
+    """An input file that cannot be read at all (the message names the file and the place); a
+    UserError, so the CLI prints the message alone and no retry is attempted."""
 
 
 def _decode_error(e: UnicodeDecodeError, data: bytes) -> str:
@@ -261,11 +264,14 @@ def read_dialog_records(path: str | os.PathLike[str]) -> tuple[list[Dialog], lis
     record that fails schema.validate (including a NaN or non-string origin_id), meta that is
     not JSON, and a record whose id was already seen ("duplicate id"; the row's `first_at`
     names the first one, which is kept: later stages pair translations with originals by id).
-    Raises FileNotFoundError naming the path when there is no such file.
+    Raises FileNotFoundError (IsADirectoryError for a folder) with the path as its filename.
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"input file not found: {path}" if not path.exists() else f"not a file: {path}")
+        # errno + filename: the CLI names the option that carried the path (errors.describe)
+        if path.is_dir():
+            raise IsADirectoryError(errno.EISDIR, "a folder, not a dialog file", str(path))
+        raise FileNotFoundError(errno.ENOENT, "input file not found", str(path))
     dialogs: list[Dialog] = []
     rejects: list[dict[str, Any]] = []
     first_at: dict[str, str] = {}

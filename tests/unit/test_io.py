@@ -65,6 +65,16 @@ def test_read_jsonl_is_strict_and_names_the_line(tmp_path):
         read_jsonl(p)
 
 
+def test_unreadable_input_is_a_user_error_for_the_cli(tmp_path):
+    from ruinstruct.errors import UserError, describe, is_retryable
+
+    p = write_lines(tmp_path / "x.jsonl", [b"\xff"])
+    with pytest.raises(UserError) as e:
+        read_jsonl(p)
+    assert describe(e.value) == f"{p}:1: not UTF-8: byte 0xff at byte offset 0 (invalid start byte)"
+    assert not is_retryable(e.value)
+
+
 # ---- read_dialog_records ---------------------------------------------------------------------------
 
 def test_read_dialog_records_rejects_every_bad_record_with_place_and_reason(tmp_path):
@@ -114,10 +124,12 @@ def test_read_dialog_records_parquet_and_missing_file(tmp_path):
     dialogs, rejects = read_dialog_records(p)
     assert [d["id"] for d in dialogs] == ["local/t:0", "local/t:1"]
     assert [(r["where"], r["reasons"], r["first_at"]) for r in rejects] == [(f"{p}#2", ["duplicate id"], f"{p}#0")]
-    with pytest.raises(FileNotFoundError, match=f"input file not found: {tmp_path / 'nope.jsonl'}"):
+    with pytest.raises(FileNotFoundError, match="input file not found") as e:
         read_dialog_records(tmp_path / "nope.jsonl")
-    with pytest.raises(FileNotFoundError, match="not a file"):
+    assert e.value.filename == str(tmp_path / "nope.jsonl")
+    with pytest.raises(IsADirectoryError, match="a folder, not a dialog file") as e2:
         read_dialog_records(tmp_path)
+    assert e2.value.filename == str(tmp_path)
 
 
 def test_read_dialog_records_all_invalid_gives_no_dialogs(tmp_path):
