@@ -73,12 +73,8 @@ def main() -> None:
     """The `ruinstruct` console script: the app, with SIGTERM/SIGINT handling."""
     from . import signals
 
-    signals.install()
-    try:
-        app()
-    finally:
-        if signals.received is not None:
-            signals.finish(128 + signals.received)
+    signals.run(app)
+
 
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="run config (YAML profile)")]
 OutputOpt = Annotated[Path | None, typer.Option("--output", "-o", help="run root (overrides the config's)")]
