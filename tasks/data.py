@@ -23,12 +23,15 @@ from ruinstruct.translate.shards import plan_shards
 
 
 def _transient(task, task_run, state) -> bool:
-    """Retry downloads on network trouble, not on a missing local file or a bad config."""
+    """Retry downloads on network trouble only (ruinstruct.errors.is_retryable): offline mode, a
+    repository that is not there, authentication, a missing file or a bad value fail at once."""
+    from ruinstruct.errors import is_retryable
+
     try:
         exc = state.result(raise_on_failure=False)
-    except Exception:  # noqa: BLE001 - no readable exception: be conservative, retry
-        return True
-    return not isinstance(exc, (FileNotFoundError, IsADirectoryError, ValueError, KeyError, TypeError))
+    except Exception:  # noqa: BLE001 - no readable exception: nothing says a retry would help
+        return False
+    return isinstance(exc, BaseException) and is_retryable(exc)
 
 
 @task(
