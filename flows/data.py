@@ -56,7 +56,7 @@ def data_flow(
 
     originals = [ld["raw"] for src, ld in zip(config.data.sources, loads, strict=True) if src.translate]
     filtered = filter_translations(config, [s["output"] for s in done], originals) if done else None
-    mixed = mix_dataset(config, filtered["kept_file"] if filtered else None)
+    mixed = mix_dataset(config, filtered["kept_file"] if filtered else None, run.translator_id if done else None)
     report = data_report(root, loads, done, filtered, mixed, [], config.mix.include_originals)
     outputs = {
         "dataset": str(paths.final),

@@ -144,9 +144,9 @@ def filter_translations(config: RunConfig, translated: list[str], originals: lis
 
 
 @task(name="mix-dataset")
-def mix_dataset(config: RunConfig, kept_ru: str | None) -> dict[str, Any]:
+def mix_dataset(config: RunConfig, kept_ru: str | None, translator_id: str | None = None) -> dict[str, Any]:
     """Originals + kept translations -> deduplicated, shuffled, split dataset with its card."""
-    return stages.mix_run(config, RunPaths(config.root_path), kept_ru)
+    return stages.mix_run(config, RunPaths(config.root_path), kept_ru, translator_id)
 
 
 @task(name="data-report")

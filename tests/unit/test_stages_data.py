@@ -286,7 +286,7 @@ def test_mix_with_an_absolute_profile_from_another_folder(tmp_path):
     res = _mix_cli(bare, cwd)
     assert res.returncode != 0
     expected = RunPaths(cwd / "runs/mixtest").raw_file("local/mine")
-    assert str(expected) in res.stderr, res.stderr
+    assert str(expected) in res.stderr and len(res.stderr.strip().splitlines()) <= 2, res.stderr
 
 
 # ---- report ------------------------------------------------------------------------------------
@@ -301,7 +301,7 @@ def test_summary_lines_from_a_report():
     }
     assert stages.summary_lines(report) == [
         "records read: 120, invalid: 7, excluded: 3, dialogs: 105",
-        "translated: 90, filtered out: 12 (by filter: repetition 9, code 2)",
+        "translated: 90, filtered out: 12 (by filter, a dialog may fail several: repetition 9, code 2)",
         "final: en 100, ru 78 (train 170, validation 8)",
         "warning: source local/x yielded no valid dialogs",
     ]

@@ -29,11 +29,11 @@ class NoValidInput(ValueError):
     """A stage was given input with not a single valid record: an error, not an empty output."""
 
 
-def require_file(path: PathLike, what: str = "input") -> Path:
-    """`path`, or a one-line FileNotFoundError naming it."""
+def require_file(path: PathLike, what: str = "input", hint: str = "") -> Path:
+    """`path`, or a one-line FileNotFoundError naming it (and what to do about it)."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"{what} not found: {path}")
+        raise FileNotFoundError(f"{what} not found: {path}" + (f" ({hint})" if hint else ""))
     return path
 
 
@@ -330,10 +330,17 @@ def filter_run(config: RunConfig, translated: Iterable[PathLike], originals: Ite
     return filter_files(translated, originals, config.filters, paths.kept, paths.filter_rejects, paths.filter_report)
 
 
+_RUN_DATA_FIRST = "run `ruinstruct data --config ...` with the same config and --output first"
+
+
 # ---- mix --------------------------------------------------------------------------------------
 
-def mix_run(config: RunConfig, paths: RunPaths, kept_ru: PathLike | None) -> dict[str, Any]:
-    """Originals (+ untranslated sources) and kept translations -> the final dataset folder."""
+def mix_run(
+    config: RunConfig, paths: RunPaths, kept_ru: PathLike | None, translator_id: str | None = None
+) -> dict[str, Any]:
+    """Originals (+ untranslated sources) and kept translations -> the final dataset folder.
+    The card names `translator_id`, by default the id the kept translations record in their
+    meta (the one actually used, whatever machine mixes)."""
     from ..mix import mix
 
     ru_by_source: dict[str, list] = defaultdict(list)
@@ -341,7 +348,11 @@ def mix_run(config: RunConfig, paths: RunPaths, kept_ru: PathLike | None) -> dic
         for d in read_dialogs(kept_ru):
             ru_by_source[d["source"]].append(d)
     for src in config.data.sources:
-        require_file(paths.raw_file(src.name), f"mix input (source {src.name})")
+        require_file(paths.raw_file(src.name), f"mix input of source {src.name}", _RUN_DATA_FIRST)
+    if translator_id is None:
+        used = sorted({str(d["meta"]["translator"]) for ds in ru_by_source.values() for d in ds
+                       if (d.get("meta") or {}).get("translator")})
+        translator_id = ", ".join(used) or None
 
     src_lang = config.translation.src_lang
 
@@ -352,7 +363,7 @@ def mix_run(config: RunConfig, paths: RunPaths, kept_ru: PathLike | None) -> dic
                 dialogs = [d for d in dialogs if d["lang"] != src_lang]  # the originals of translations
             yield src, [*dialogs, *ru_by_source.get(src.name, [])]
 
-    return mix(groups(), config.mix, paths.final, paths.mix_rejects)
+    return mix(groups(), config.mix, paths.final, paths.mix_rejects, translator_id=translator_id)
 
 
 def mix_only(config: RunConfig) -> dict[str, Any]:
@@ -361,7 +372,7 @@ def mix_only(config: RunConfig) -> dict[str, Any]:
     paths = RunPaths(config.root_path)
     if any(s.translate for s in config.data.sources):
         # mixing without it would silently build a dataset without the translations
-        require_file(paths.kept, "filtered translations (run `ruinstruct data` first)")
+        require_file(paths.kept, "filtered translations", _RUN_DATA_FIRST)
     return mix_run(config, paths, paths.kept)
 
 
@@ -380,7 +391,7 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     detail = ", ".join(f"{k} {v}" for k, v in sorted(by_filter.items(), key=lambda kv: (-kv[1], kv[0])) if v)
     lines.append(
         f"translated: {t.get('translated', 0)}, filtered out: {t.get('filtered_out', 0)}"
-        + (f" (by filter: {detail})" if detail else "")
+        + (f" (by filter, a dialog may fail several: {detail})" if detail else "")
     )
     splits = report.get("splits") or {}
     split_text = ", ".join(f"{k} {v}" for k, v in splits.items())
