@@ -1,12 +1,18 @@
-"""Quality of the corruption filters on the labelled set (not a test; prints JSON).
+"""Quality of the corruption filters on the labelled set, against OpusFilter (not a test; prints JSON).
 
-    python bench/filters.py [--fixture tests/fixtures/filter_set.jsonl] [--misses]
+    python bench/filters.py [--fixture tests/fixtures/filter_set.jsonl] [--misses] [--no-opusfilter]
 
-recall = rejected corrupt / corrupt; false_reject_rate = rejected good / good; per_kind gives
-the rejection rate of every kind (for good kinds it is the false-reject rate); per_filter counts
-the rows each filter rejects (a row two filters reject counts in both). --misses also lists the
-misclassified rows with their reasons. When ../shared/data is present, "heldout_real_translations"
-adds the reject rate on real translations never used for tuning (MT-Bench RU, MMLU RU).
+Rows carry a split (tools/build_filter_set.py): "tune" (the rows the thresholds were tuned on)
+and "heldout" (made from the odd chip2 records, which no threshold was tuned on). For each split
+and each kind: rows, rejected, rate (recall for corrupt kinds, false-reject rate for good ones).
+When ../shared/data is present, "heldout_real_translations" adds the reject rate on real
+translations never used for tuning (MT-Bench RU, MMLU RU).
+
+OpusFilter (the `bench` extra) runs its rule-based filters on the same rows as the baseline:
+LengthRatio (chars), NonZeroNumerals, LanguageID (lingua backend, offline), CharacterScore,
+TerminalPunctuation and Repetition, on each paragraph pair (aligned source/translation line,
+the whole messages when their line counts differ); a dialog is rejected when any filter rejects
+any of its pairs. A small text table goes to stderr.
 """
 
 from __future__ import annotations
@@ -17,37 +23,103 @@ import sys
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from ruinstruct.filters import FilterConfig, apply_filters, reason_kind  # noqa: E402
+from ruinstruct.filters import FilterConfig, apply_filters  # noqa: E402
+from ruinstruct.filters.base import message_pairs, paragraphs  # noqa: E402
+
+NEW_KINDS = ("changed_number", "english_sentence", "omitted_sentence", "hallucinated_sentence")
+TARGET_RECALL = 0.9
+TARGET_FALSE_REJECT = 0.02
 
 
-def evaluate(rows: list[dict], cfg: FilterConfig | None = None) -> dict:
+# ---- ruinstruct --------------------------------------------------------------------------------
+
+def ruinstruct_rejects(rows: list[dict], cfg: FilterConfig | None = None) -> tuple[dict[str, list[str]], dict]:
+    """row id -> "filter/rule" kinds of its reasons (rejected rows only), and the run's counts."""
     t0 = time.perf_counter()
     result = apply_filters([(r["ru"], r["en"]) for r in rows], cfg or FilterConfig())
     seconds = time.perf_counter() - t0
-    reasons_by_id = {row["id"]: row["reasons"] for row in result.rejected}
+    by_ru_id = dict(((row["id"], reasons) for row, reasons in result.rejected_with_reasons()))
+    per_filter_by_label: dict[str, Counter] = defaultdict(Counter)
+    for r in rows:
+        for name in dict.fromkeys(x.filter for x in by_ru_id.get(r["ru"]["id"], ())):
+            per_filter_by_label[name][r["label"]] += 1
+    extra = {
+        "per_filter": {k: dict(v) for k, v in sorted(per_filter_by_label.items())},
+        "per_rule": dict(sorted(result.per_rule.items())),
+        "seconds": round(seconds, 3),
+    }
+    return {r["id"]: [str(x) for x in by_ru_id[r["ru"]["id"]]] for r in rows if r["ru"]["id"] in by_ru_id}, extra
+
+
+# ---- OpusFilter ----------------------------------------------------------------------------------
+
+def opus_filters() -> list[tuple[str, Any]]:
+    from opusfilter.filters import (
+        CharacterScoreFilter,
+        LanguageIDFilter,
+        LengthRatioFilter,
+        NonZeroNumeralsFilter,
+        RepetitionFilter,
+        TerminalPunctuationFilter,
+    )
+
+    return [
+        ("LengthRatio", LengthRatioFilter(threshold=2, unit="char")),
+        ("NonZeroNumerals", NonZeroNumeralsFilter(threshold=0.5)),
+        ("LanguageID", LanguageIDFilter(languages=["en", "ru"], id_method="lingua", thresholds=[0.0, 0.0])),
+        ("CharacterScore", CharacterScoreFilter(scripts=["Latin", "Cyrillic"], thresholds=[1, 0.5])),
+        ("TerminalPunctuation", TerminalPunctuationFilter(threshold=-2)),
+        ("Repetition", RepetitionFilter(threshold=2, min_length=3, max_length=100)),
+    ]
+
+
+def opus_segment_pairs(ru: dict, en: dict, n_messages: int | None = None) -> list[tuple[str, str]]:
+    out = []
+    for m in message_pairs(ru, en)[:n_messages]:
+        rl, el = paragraphs(m.ru), paragraphs(m.en)
+        if len(rl) != len(el):
+            out.append((m.en, m.ru))
+        else:
+            out += [(e, r) for e, r in zip(el, rl, strict=True) if e.strip() or r.strip()]
+    return out
+
+
+def opus_rejects(rows: list[dict], filters: list[tuple[str, Any]]) -> tuple[dict[str, list[str]], dict]:
+    t0 = time.perf_counter()
+    segs = [(r["id"], p) for r in rows for p in opus_segment_pairs(r["ru"], r["en"], r.get("compare_messages"))]
+    pairs = [p for _, p in segs]
+    rejected: dict[str, list[str]] = defaultdict(list)
+    for name, f in filters:
+        for (rid, _), score in zip(segs, f.score(pairs), strict=True):
+            if not f.accept(score) and name not in rejected[rid]:
+                rejected[rid].append(name)
+    return dict(rejected), {"seconds": round(time.perf_counter() - t0, 3), "segment_pairs": len(pairs)}
+
+
+# ---- metrics -------------------------------------------------------------------------------------
+
+def metrics(rows: list[dict], rejects: dict[str, list[str]]) -> dict:
     per_kind: dict[str, dict] = defaultdict(lambda: {"label": "", "rows": 0, "rejected": 0})
-    per_filter: dict[str, Counter] = defaultdict(Counter)
     misses = []
     for r in rows:
-        reasons = reasons_by_id.get(r["ru"]["id"])
         k = per_kind[r["kind"]]
         k["label"] = r["label"]
         k["rows"] += 1
-        k["rejected"] += bool(reasons)
-        for name in dict.fromkeys(reason_kind(x).split("/")[0] for x in reasons or []):
-            per_filter[name][r["label"]] += 1
-        if bool(reasons) != (r["label"] == "corrupt"):
-            misses.append({"id": r["id"], "label": r["label"], "reasons": reasons or []})
-    corrupt = [r for r in rows if r["label"] == "corrupt"]
-    good = [r for r in rows if r["label"] == "good"]
-    caught = sum(1 for r in corrupt if r["ru"]["id"] in reasons_by_id)
-    false = sum(1 for r in good if r["ru"]["id"] in reasons_by_id)
+        hit = r["id"] in rejects
+        k["rejected"] += hit
+        if hit != (r["label"] == "corrupt"):
+            misses.append({"id": r["id"], "label": r["label"], "reasons": rejects.get(r["id"], [])})
     for k in per_kind.values():
         k["rate"] = round(k["rejected"] / k["rows"], 3)
+    corrupt = [r for r in rows if r["label"] == "corrupt"]
+    good = [r for r in rows if r["label"] == "good"]
+    caught = sum(r["id"] in rejects for r in corrupt)
+    false = sum(r["id"] in rejects for r in good)
     return {
         "rows": len(rows),
         "corrupt": len(corrupt),
@@ -55,66 +127,106 @@ def evaluate(rows: list[dict], cfg: FilterConfig | None = None) -> dict:
         "recall": round(caught / len(corrupt), 4) if corrupt else None,
         "false_reject_rate": round(false / len(good), 4) if good else None,
         "per_kind": dict(sorted(per_kind.items())),
-        "per_filter": {k: {"corrupt": v["corrupt"], "good": v["good"]} for k, v in sorted(per_filter.items())},
-        "kept": len(result.kept),
-        "rejected": len(result.rejected),
-        "seconds": round(seconds, 3),
         "misses": misses,
     }
 
 
-def heldout_real_translations(shared: Path) -> list[tuple[dict, dict]]:
-    """(ru, en) pairs of real machine translations the filters were never tuned on: the 80
+def heldout_real_translations(shared: Path) -> list[dict]:
+    """Rows (label good) of real machine translations the filters were never tuned on: the 80
     MT-Bench questions (WMT21 + hand edits, both turns) and the MMLU RU test questions with their
     options (Yandex), one line per option. Not made by our paragraph-wise translator: some lose
     line breaks or translate math/symbol lines our translator would keep verbatim."""
     from ruinstruct.schema import make_dialog
 
     data = shared / "data"
-    pairs = []
+    rows: list[dict] = []
 
     def add(id_: str, source: str, en_text: str, ru_text: str) -> None:
         en = make_dialog(id=id_, source=source, license="-", messages=[
             {"role": "user", "content": en_text}, {"role": "assistant", "content": "OK."}])
         ru = make_dialog(id=id_ + ":ru", source=source, license="-", lang="ru", origin_id=id_, messages=[
             {"role": "user", "content": ru_text}, {"role": "assistant", "content": "Хорошо."}])
-        pairs.append((ru, en))
+        # the "OK." turn only makes a valid dialog: OpusFilter (which sees text pairs) skips it
+        rows.append({"id": id_, "label": "good", "kind": f"{source}_real", "en": en, "ru": ru, "compare_messages": 1})
 
-    def rows(path: Path) -> list[dict]:
+    def read(path: Path) -> list[dict]:
         return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
 
-    en_q = {r["question_id"]: r for r in rows(data / "mt_bench/question.jsonl")}
-    for r in rows(data / "mt_bench/question_ru_dmitrymailk.jsonl"):
+    en_q = {r["question_id"]: r for r in read(data / "mt_bench/question.jsonl")}
+    for r in read(data / "mt_bench/question_ru_dmitrymailk.jsonl"):
         for k, (e, t) in enumerate(zip(en_q[r["question_id"]]["turns"], r["turns"], strict=True)):
             add(f"mt_bench:{r['question_id']}:{k}", "mt_bench", e, t)
     for f in sorted((data / "mmlu_ru").glob("*_test.jsonl")):
-        for i, r in enumerate(rows(f)):
+        for i, r in enumerate(read(f)):
             add(f"mmlu_ru:{f.stem}:{i}", "mmlu_ru", "\n".join([r["question_en"], *r["choices_en"]]),
                 "\n".join([r["question_ru"], *r["choices_ru"]]))
-    return pairs
+    return rows
+
+
+def table(out: dict) -> list[dict]:
+    """One row per (split, kind): the rate of ruinstruct and of OpusFilter side by side."""
+    rows = []
+    for split, res in out["ruinstruct"].items():
+        opus = out.get("opusfilter", {}).get(split, {})
+        for kind, k in res["per_kind"].items():
+            o = opus.get("per_kind", {}).get(kind)
+            rows.append({"split": split, "kind": kind, "label": k["label"], "rows": k["rows"],
+                         "ruinstruct": k["rate"], "opusfilter": o["rate"] if o else None})
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--fixture", type=Path, default=ROOT / "tests/fixtures/filter_set.jsonl")
     ap.add_argument("--misses", action="store_true", help="list misclassified rows with their reasons")
+    ap.add_argument("--no-opusfilter", action="store_true", help="skip the OpusFilter baseline")
     ap.add_argument("--shared", type=Path, default=ROOT.parent / "shared",
                     help="with its data/ present, also report false rejects on held-out real translations")
     args = ap.parse_args(argv)
     rows = [json.loads(line) for line in args.fixture.read_text(encoding="utf-8").splitlines() if line.strip()]
-    out = evaluate(rows)
-    if not args.misses:
-        out.pop("misses")
+    splits = {"in_sample": [r for r in rows if r.get("split", "tune") == "tune"],
+              "heldout": [r for r in rows if r.get("split") == "heldout"]}
     if (args.shared / "data/mmlu_ru").is_dir():
-        pairs = heldout_real_translations(args.shared)
-        res = apply_filters(pairs, FilterConfig())
-        out["heldout_real_translations"] = {
-            "pairs": len(pairs),
-            "rejected": len(res.rejected),
-            "reject_rate": round(len(res.rejected) / len(pairs), 4),
-            "per_reason_kind": dict(Counter(reason_kind(r) for row in res.rejected for r in row["reasons"])),
-        }
+        splits["heldout_real_translations"] = heldout_real_translations(args.shared)
+
+    out: dict[str, Any] = {"fixture": str(args.fixture), "ruinstruct": {}}
+    for name, part in splits.items():
+        rejects, extra = ruinstruct_rejects(part)
+        out["ruinstruct"][name] = {**metrics(part, rejects), **extra}
+
+    opus = None
+    if not args.no_opusfilter:
+        try:
+            opus = opus_filters()
+        except ImportError as e:
+            out["opusfilter"] = {"error": f"not installed ({e}); pip install -e '.[bench]'"}
+    if opus is not None:
+        out["opusfilter"] = {"unit": "paragraph pair (aligned line; whole message when line counts differ)"}
+        for name, part in splits.items():
+            rejects, extra = opus_rejects(part, opus)
+            res = {**metrics(part, rejects), **extra}
+            res["per_filter"] = dict(Counter(f for fs in rejects.values() for f in fs))
+            out["opusfilter"][name] = res
+
+    ours = out["ruinstruct"]
+    out["targets"] = {
+        **{f"recall_{k}_{s}": ours[s]["per_kind"].get(k, {}).get("rate", 0) >= TARGET_RECALL
+           for s in ("in_sample", "heldout") for k in NEW_KINDS},
+        **{f"false_reject_{s}": (ours[s]["false_reject_rate"] or 0) <= TARGET_FALSE_REJECT for s in ours},
+    }
+    out["table"] = table({k: v for k, v in out.items() if k in ("ruinstruct", "opusfilter")}
+                         | {"opusfilter": {k: v for k, v in out.get("opusfilter", {}).items() if isinstance(v, dict)}})
+    if not args.misses:
+        for side in ("ruinstruct", "opusfilter"):
+            for res in out.get(side, {}).values():
+                if isinstance(res, dict):
+                    res.pop("misses", None)
     print(json.dumps(out, ensure_ascii=False, indent=1))
+    print(f"{'split':<26} {'kind':<28} {'label':<7} {'rows':>4} {'ruinstruct':>10} {'opusfilter':>10}", file=sys.stderr)
+    for t in out["table"]:
+        o = "-" if t["opusfilter"] is None else f"{t['opusfilter']:.3f}"
+        print(f"{t['split']:<26} {t['kind']:<28} {t['label']:<7} {t['rows']:>4} {t['ruinstruct']:>10.3f} {o:>10}",
+              file=sys.stderr)
     return 0
 
 

@@ -36,6 +36,7 @@ import json
 import random
 import re
 import sys
+from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,10 +44,14 @@ sys.path.insert(0, str(ROOT / "src"))
 
 import yaml  # noqa: E402
 
+from ruinstruct.filters.numbers import numbers_in  # noqa: E402
+from ruinstruct.filters.text import sentences  # noqa: E402
 from ruinstruct.schema import make_dialog  # noqa: E402
 from ruinstruct.translate.segment import segment  # noqa: E402
 
 SEED = 20240601
+#: rows per new NMT-failure kind (from tune and held-out pairs alike; bench/filters.py splits them)
+NEW_KIND_ROWS = 60
 
 TEXT = yaml.safe_load((Path(__file__).with_name("filter_set_text.yaml")).read_text(encoding="utf-8"))
 # (context, instruction, response) indices into dolly_en_ru_m2m100_log_pairs.jsonl
@@ -97,6 +102,17 @@ def russian_pool(dolly_pairs: list[dict], chip2: list[dict]) -> tuple[list[str],
     return sents, ws
 
 
+def _tail(s: str) -> str:
+    m = re.search(r"[.:?!]$", s)
+    return m.group(0) if m else ""
+
+
+def _with_numbers(text: str, source: str) -> str:
+    """`text` with the numbers of `source` appended, in order."""
+    nums = [tok for tok, _ in numbers_in(source)]
+    return " ".join([text, *nums]) if nums else text
+
+
 class OurTranslator:
     """Stand-in for our translator: segment() decides what is translated; units get Russian prose."""
 
@@ -114,30 +130,37 @@ class OurTranslator:
         return s
 
     def unit(self, u: str) -> str:
+        """Russian text for one unit: as long as the unit (x1.0-1.2), with the unit's sentences
+        (one Russian sentence each) and numbers, so the meaning-level filters (numbers, length,
+        untranslated) see a faithful translation."""
         if u in self.memo:
             return self.memo[u]
-        target = max(3, int(len(u) * self.rng.uniform(1.0, 1.2)))
+        factor = self.rng.uniform(1.0, 1.2)
         if len(u) < 25:
+            target = max(3, int(len(u) * factor))
             out = []
             while len(" ".join(out)) < target:
                 out.append(self.rng.choice(self.words))
             text = " ".join(out)
             if u[:1].isupper():
                 text = text[:1].upper() + text[1:]
+            text = _with_numbers(text.rstrip(".!?:"), u) + _tail(u)
         else:
-            out = []
-            while len(" ".join(out)) < target:
-                out.append(self._next_sentence())
-            text = " ".join(out)
-            if len(text) > 1.3 * target:  # cut the last sentence near the target length
-                cut = text.rfind(" ", 0, target)
-                text = text[: cut if cut > 0 else target].rstrip(",;:- ")
-        tail = re.search(r"[.:?!]$", u)
-        text = text.rstrip(".!?:")
-        if tail:
-            text += tail.group(0)
+            text = " ".join(self._sentence(s, factor) for s in sentences(u))
         self.memo[u] = text
         return text
+
+    def _sentence(self, s: str, factor: float) -> str:
+        target = max(3, int(len(s) * factor))
+        out = [self._next_sentence().rstrip(".!?")]
+        while len(", ".join(out)) < target:
+            nxt = self._next_sentence().rstrip(".!?")
+            out.append(nxt[:1].lower() + nxt[1:])
+        text = ", ".join(out)
+        if len(text) > 1.3 * target:  # cut near the target length
+            cut = text.rfind(" ", 0, target)
+            text = text[: cut if cut > 0 else target]
+        return _with_numbers(text.rstrip(",;:- ").rstrip(".!?:"), s) + _tail(s)
 
     def __call__(self, text: str) -> str:
         return "".join(self.unit(p.text) if p.translate else p.text for p in segment(text))
@@ -514,6 +537,138 @@ def break_table(d: dict, rng: random.Random, variant: int) -> dict | None:
     return None
 
 
+# ---- NMT failures on real translations: numbers, one sentence in English, omissions, additions --
+
+# Real translations whose source sentences the MT dropped (read off the pairs; the filters found
+# them): labelled corrupt, kind real_omission, like real_lines_merged.
+REAL_OMISSIONS = {
+    "dolly:4": "the last two sentences (2010, 2012) of the Komorida biography",
+    "chip2:3": "'It's also important to stay off of it ...'",
+    "chip2:50": "'So the Roman Gallic Wars army would not struggle ...'",
+    "chip2:69": "'Additionally, you can use social media ...'",
+}
+
+
+def split_of(en_id: str) -> str:
+    """The held-out split: chip2 records with an odd index; the thresholds of the numbers,
+    untranslated and length filters were tuned on the Dolly log pairs and the even chip2 records."""
+    src, _, k = en_id.partition(":")
+    return "heldout" if src == "chip2" and k.isdigit() and int(k) % 2 == 1 else "tune"
+
+
+def prose_slots(en: dict, ru: dict, min_len: int = 40) -> list[tuple[int, int]]:
+    """(message, line) of aligned Russian prose lines, longest messages first."""
+    out = []
+    for mi, (e, r) in enumerate(zip(en["messages"], ru["messages"], strict=True)):
+        el, rl = e["content"].split("\n"), r["content"].split("\n")
+        if len(el) != len(rl):
+            continue
+        out += [(mi, li) for li in prose_line_indices(r["content"], min_len) if el[li].strip()]
+    return out
+
+
+def replace_line(d: dict, mi: int, li: int, line: str, suffix: str) -> dict:
+    msgs = ru_messages(d)
+    lines = msgs[mi][1].split("\n")
+    lines[li] = line
+    msgs[mi][1] = "\n".join(lines)
+    return with_messages(d, msgs, suffix)
+
+
+def _lines(d: dict, mi: int) -> list[str]:
+    return d["messages"][mi]["content"].split("\n")
+
+
+def _other_number(tok: str, rng: random.Random) -> str:
+    digits = re.sub(r"\D", "", tok)
+    n = int(digits[:9] or "0")
+    if 1800 <= n <= 2100:
+        new = n + rng.choice([-3, -2, -1, 1, 2, 3])
+    elif n < 10:
+        new = n + rng.choice([1, 2, 3])
+    else:
+        new = rng.choice([n + rng.randint(1, 9), n * 10, max(1, n // 10)]) if n >= 20 else n + rng.randint(1, 9)
+    if new == n:
+        new = n + 1
+    return str(new)
+
+
+def change_number(en: dict, ru: dict, rng: random.Random, variant: str) -> dict | None:
+    """variant change: a number of the translation gets another value; drop: a number is
+    deleted; invent: a year the source does not have is added to a sentence."""
+    slots = prose_slots(en, ru)
+    rng.shuffle(slots)
+    for mi, li in slots:
+        r, e = _lines(ru, mi)[li], _lines(en, mi)[li]
+        if variant == "invent":
+            ss = sentences(r)
+            if numbers_in(e) or len(ss) < 1:
+                continue
+            k = rng.randrange(len(ss))
+            year = rng.randint(1950, 2015)
+            ss[k] = f"В {year} году " + ss[k][:1].lower() + ss[k][1:]
+            return replace_line(ru, mi, li, " ".join(ss), "num-invent")
+        nums = [m for m in re.finditer(r"\d[\d\u00a0 ,.]*\d|\d", r) if not re.search(r"\d[.,]?$", r[: m.start()])]
+        nums = [m for m in nums if any(v & numbers_in(e)[k][1] for v in [numbers_in(m.group(0).strip(" ,."))[0][1]] for k in range(len(numbers_in(e))))] if numbers_in(e) else []
+        if not nums:
+            continue
+        m = rng.choice(nums)
+        tok = m.group(0).strip(" ,.")
+        start = r.index(tok, m.start())
+        if variant == "change":
+            new = r[:start] + _other_number(tok, rng) + r[start + len(tok) :]
+        else:
+            new = (r[:start].rstrip() + " " + r[start + len(tok) :].lstrip()).strip()
+        return replace_line(ru, mi, li, new, f"num-{variant}")
+    return None
+
+
+def english_sentence(en: dict, ru: dict, rng: random.Random) -> dict | None:
+    """One sentence of a multi-sentence paragraph left in English (the source's sentence)."""
+    slots = prose_slots(en, ru)
+    rng.shuffle(slots)
+    for mi, li in slots:
+        es, rs = sentences(_lines(en, mi)[li]), sentences(_lines(ru, mi)[li])
+        if len(es) != len(rs) or len(rs) < 2:
+            continue
+        cands = [k for k in range(len(es)) if len(re.findall(r"\b[a-z]{2,}\b", es[k])) >= 3]
+        if not cands:
+            continue
+        k = rng.choice(cands)
+        rs[k] = es[k]
+        return replace_line(ru, mi, li, " ".join(rs), "en-sentence")
+    return None
+
+
+def omit_sentences(en: dict, ru: dict, rng: random.Random) -> dict | None:
+    """One sentence (two in paragraphs of 5+) of a paragraph dropped."""
+    slots = prose_slots(en, ru)
+    rng.shuffle(slots)
+    for mi, li in slots:
+        rs = sentences(_lines(ru, mi)[li])
+        if len(rs) < 2:
+            continue
+        n = 2 if len(rs) >= 5 else 1
+        k = rng.randrange(len(rs) - n + 1)
+        del rs[k : k + n]
+        return replace_line(ru, mi, li, " ".join(rs), "omit")
+    return None
+
+
+def add_sentence(en: dict, ru: dict, rng: random.Random, pool: list[str]) -> dict | None:
+    """A fluent Russian sentence from another translation inserted into a paragraph."""
+    slots = prose_slots(en, ru, min_len=20)
+    rng.shuffle(slots)
+    for mi, li in slots:
+        rs = sentences(_lines(ru, mi)[li])
+        extra = rng.choice(pool)
+        if extra in rs:
+            continue
+        rs.insert(rng.randint(0, len(rs)), extra)
+        return replace_line(ru, mi, li, " ".join(rs), "add")
+    return None
+
+
 # ---- build ---------------------------------------------------------------------------------------
 
 def build(shared: Path) -> list[dict]:
@@ -683,6 +838,46 @@ def build(shared: Path) -> list[dict]:
         c = merge_lines(ru, rng)
         if c is not None:
             add("corrupt", "lines_merged", en, c)
+
+    # NMT failures made from the real translations (their own rng: the rows above stay as they were)
+    rng2 = random.Random(SEED + 2)
+    real = [(r["en"], r["ru"]) for r in rows
+            if r["kind"] in ("dolly_real", "chip2_real") and r["en"]["id"] not in REAL_OMISSIONS]
+    for kind, make, n in (
+        ("changed_number", None, NEW_KIND_ROWS),
+        ("english_sentence", lambda e, r: english_sentence(e, r, rng2), NEW_KIND_ROWS),
+        ("omitted_sentence", lambda e, r: omit_sentences(e, r, rng2), NEW_KIND_ROWS),
+        ("hallucinated_sentence", lambda e, r: add_sentence(e, r, rng2, sents), NEW_KIND_ROWS),
+    ):
+        made = 0
+        order = list(range(len(real)))
+        rng2.shuffle(order)
+        if kind == "changed_number":  # numbers changed or dropped first, then invented ones
+            order = [(i, v) for i in order for v in ("change", "drop")] + [(i, "invent") for i in order]
+        for i in order:
+            if kind == "changed_number":
+                en, ru = real[i[0]]
+                if i[1] == "drop" and made % 3:  # two changes for each drop
+                    continue
+                c = change_number(en, ru, rng2, i[1])
+            else:
+                en, ru = real[i]
+                c = make(en, ru)
+            if c is not None:
+                add("corrupt", kind, en, c)
+                made += 1
+            if made >= n:
+                break
+    # relabelled last, so that the corruptions above drew from the same pools as before
+    for r in rows:
+        if r["en"]["id"] in REAL_OMISSIONS and r["kind"] in ("dolly_real", "chip2_real"):
+            r["label"], r["kind"] = "corrupt", "real_omission"
+    seen: Counter[str] = Counter()
+    for r in rows:
+        if r["kind"] == "real_omission":
+            r["id"] = f"real_omission-{seen['real_omission']:03d}"
+            seen["real_omission"] += 1
+        r["split"] = split_of(r["en"]["id"])
     return rows
 
 
@@ -698,8 +893,6 @@ def main(argv: list[str] | None = None) -> int:
     with open(args.out, "w", encoding="utf-8") as f:
         for r in rows:
             f.write(json.dumps(r, ensure_ascii=False, separators=(",", ":")) + "\n")
-    from collections import Counter
-
     kinds = Counter((r["label"], r["kind"]) for r in rows)
     labels = Counter(r["label"] for r in rows)
     print(json.dumps({"rows": len(rows), **labels, "kinds": {f"{a}/{b}": n for (a, b), n in sorted(kinds.items())}}, indent=1))

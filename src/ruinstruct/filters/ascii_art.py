@@ -15,9 +15,9 @@ the code filter.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 
-from ..schema import Dialog
-from .base import Decision, Filter, clip, message_pairs
+from .base import Filter, MessagePair, Reason, clip
 from .text import TextInfo, analyze, is_art_line, is_non_letter, table_cells
 
 
@@ -46,40 +46,31 @@ def table_shape_and_cells(info: TextInfo, max_word_fraction: float) -> tuple[Cou
 class AsciiArtFilter(Filter):
     name = "ascii_art"
 
-    def check(self, ru: Dialog, en: Dialog) -> Decision:
+    def check_message(self, p: MessagePair) -> Iterator[Reason]:
         cfg = self.cfg
-        reasons: list[str] = []
-        for p in message_pairs(ru, en):
-            ei, ri = analyze(p.en), analyze(p.ru)
-            want = Counter(art_lines(ei, cfg.art_max_word_fraction, cfg.art_min_chars))
-            if want:
-                have = Counter(ln.rstrip() for ln in ri.lines)
-                missing = want - have
-                n = sum(missing.values())
-                if n > cfg.art_max_missing_lines:
-                    first = next(iter(missing))
-                    reasons.append(
-                        self.reason(
-                            "lines",
-                            f"{n} of {sum(want.values())} non-letter lines not kept verbatim, "
-                            f"e.g. {clip(first, 50)!r} in {p.where}",
-                        )
-                    )
-            e_widths, e_cells = table_shape_and_cells(ei, cfg.art_max_word_fraction)
-            if e_widths:
-                r_widths, r_cells = table_shape_and_cells(ri, cfg.art_max_word_fraction)
-                if r_widths != e_widths:
-                    reasons.append(
-                        self.reason(
-                            "table_shape",
-                            f"table rows by cell count {dict(sorted(r_widths.items()))} != source "
-                            f"{dict(sorted(e_widths.items()))} in {p.where}",
-                        )
-                    )
-                lost = e_cells - r_cells
-                n = sum(lost.values())
-                if n > cfg.art_max_missing_cells:
-                    reasons.append(
-                        self.reason("table_cells", f"{n} non-letter table cells altered, e.g. {clip(next(iter(lost)), 30)!r} in {p.where}")
-                    )
-        return Decision(tuple(reasons))
+        ei, ri = analyze(p.en), analyze(p.ru)
+        want = Counter(art_lines(ei, cfg.max_word_fraction, cfg.min_chars))
+        if want:
+            have = Counter(ln.rstrip() for ln in ri.lines)
+            missing = want - have
+            n = sum(missing.values())
+            if n > cfg.max_missing_lines:
+                first = next(iter(missing))
+                yield self.reason(
+                    "lines",
+                    f"{n} of {sum(want.values())} non-letter lines not kept verbatim, "
+                    f"e.g. {clip(first, 50)!r}",
+                )
+        e_widths, e_cells = table_shape_and_cells(ei, cfg.max_word_fraction)
+        if e_widths:
+            r_widths, r_cells = table_shape_and_cells(ri, cfg.max_word_fraction)
+            if r_widths != e_widths:
+                yield self.reason(
+                    "table_shape",
+                    f"table rows by cell count {dict(sorted(r_widths.items()))} != source "
+                    f"{dict(sorted(e_widths.items()))}",
+                )
+            lost = e_cells - r_cells
+            n = sum(lost.values())
+            if n > cfg.max_missing_cells:
+                yield self.reason("table_cells", f"{n} non-letter table cells altered, e.g. {clip(next(iter(lost)), 30)!r}")

@@ -17,72 +17,61 @@ or "a.b" -> "a. b" is the translator touching code.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 
-from ..schema import Dialog
-from .base import Decision, Filter, clip, message_pairs
+from .base import Filter, MessagePair, Reason, clip
 from .text import analyze, code_skeleton, code_tokens, indent_of, inline_code_spans, is_art_line, urls
 
 
 class CodeFilter(Filter):
     name = "code"
 
-    def check(self, ru: Dialog, en: Dialog) -> Decision:
+    def check_message(self, p: MessagePair) -> Iterator[Reason]:
         cfg = self.cfg
-        reasons: list[str] = []
-        for p in message_pairs(ru, en):
-            ei, ri = analyze(p.en), analyze(p.ru)
-            code = ei.code_lines
-            if code:
-                ru_code = ri.any_code_lines
-                want = Counter(t for ln in code for t in code_tokens(ln))
-                have = Counter(t for ln in ru_code for t in code_tokens(ln))
-                missing = want - have
-                n_missing, n_total = sum(missing.values()), sum(want.values())
-                if n_missing >= cfg.code_min_missing_tokens and n_missing > cfg.code_max_missing_fraction * n_total:
-                    examples = ", ".join(repr(t) for t, _ in missing.most_common(5))
-                    reasons.append(
-                        self.reason(
-                            "tokens",
-                            f"{n_missing} of {n_total} code tokens missing ({n_missing / n_total:.0%}), "
-                            f"e.g. {examples} in {p.where}",
-                        )
+        ei, ri = analyze(p.en), analyze(p.ru)
+        code = ei.code_lines
+        if code:
+            ru_code = ri.any_code_lines
+            want = Counter(t for ln in code for t in code_tokens(ln))
+            have = Counter(t for ln in ru_code for t in code_tokens(ln))
+            missing = want - have
+            n_missing, n_total = sum(missing.values()), sum(want.values())
+            if n_missing >= cfg.min_missing_tokens and n_missing > cfg.max_missing_fraction * n_total:
+                examples = ", ".join(repr(t) for t, _ in missing.most_common(5))
+                yield self.reason(
+                    "tokens",
+                    f"{n_missing} of {n_total} code tokens missing ({n_missing / n_total:.0%}), "
+                    f"e.g. {examples}",
+                )
+            else:
+                skel_want = Counter(sk for ln in code if (sk := code_skeleton(ln)).strip())
+                skel_have = Counter(code_skeleton(ln) for ln in ru_code)
+                altered = skel_want - skel_have
+                n_alt = sum(altered.values())
+                if n_alt > cfg.max_altered_lines:
+                    yield self.reason(
+                        "lines",
+                        f"{n_alt} of {sum(skel_want.values())} code lines altered (spacing or punctuation), "
+                        f"e.g. {clip(next(iter(altered)).strip(), 40)!r}",
                     )
-                else:
-                    skel_want = Counter(sk for ln in code if (sk := code_skeleton(ln)).strip())
-                    skel_have = Counter(code_skeleton(ln) for ln in ru_code)
-                    altered = skel_want - skel_have
-                    n_alt = sum(altered.values())
-                    if n_alt > cfg.code_max_altered_lines:
-                        reasons.append(
-                            self.reason(
-                                "lines",
-                                f"{n_alt} of {sum(skel_want.values())} code lines altered (spacing or punctuation), "
-                                f"e.g. {clip(next(iter(altered)).strip(), 40)!r} in {p.where}",
-                            )
-                        )
-                want_ind = Counter(indent_of(ln) for ln in code if indent_of(ln))
-                have_ind = Counter(indent_of(ln) for ln in ri.lines if ln.strip() and indent_of(ln))
-                lost = sum((want_ind - have_ind).values())
-                if lost > cfg.code_max_lost_indents:
-                    reasons.append(
-                        self.reason("indentation", f"{lost} of {sum(want_ind.values())} indented code lines lost their indentation in {p.where}")
-                    )
-            n_fences_en, n_fences_ru = sum(ei.fence_marker), sum(ri.fence_marker)
-            if n_fences_ru < n_fences_en:
-                reasons.append(self.reason("fences", f"{n_fences_ru} code fence lines, source has {n_fences_en} in {p.where}"))
-            if cfg.code_check_inline:
-                spans: Counter[str] = Counter()
-                for k, ln in enumerate(ei.lines):
-                    if ei.fenced[k] or ei.fence_marker[k] or is_art_line(ln, cfg.art_max_word_fraction, cfg.art_min_chars):
-                        continue
-                    spans.update(inline_code_spans(ln))
-                    spans.update(urls(ln) if not ei.code_like[k] else [])
-                lost_spans = [s for s, n in spans.items() if p.ru.count(s) < n]
-                if lost_spans:
-                    reasons.append(
-                        self.reason(
-                            "inline",
-                            f"{len(lost_spans)} inline code span(s)/URL(s) not kept verbatim, e.g. {clip(lost_spans[0], 40)!r} in {p.where}",
-                        )
-                    )
-        return Decision(tuple(reasons))
+            want_ind = Counter(indent_of(ln) for ln in code if indent_of(ln))
+            have_ind = Counter(indent_of(ln) for ln in ri.lines if ln.strip() and indent_of(ln))
+            lost = sum((want_ind - have_ind).values())
+            if lost > cfg.max_lost_indents:
+                yield self.reason("indentation", f"{lost} of {sum(want_ind.values())} indented code lines lost their indentation")
+        n_fences_en, n_fences_ru = sum(ei.fence_marker), sum(ri.fence_marker)
+        if n_fences_ru < n_fences_en:
+            yield self.reason("fences", f"{n_fences_ru} code fence lines, source has {n_fences_en}")
+        if cfg.check_inline:
+            spans: Counter[str] = Counter()
+            for k, ln in enumerate(ei.lines):
+                if ei.fenced[k] or ei.fence_marker[k] or is_art_line(ln, self.config.ascii_art.max_word_fraction, self.config.ascii_art.min_chars):
+                    continue
+                spans.update(inline_code_spans(ln))
+                spans.update(urls(ln) if not ei.code_like[k] else [])
+            lost_spans = [s for s, n in spans.items() if p.ru.count(s) < n]
+            if lost_spans:
+                yield self.reason(
+                    "inline",
+                    f"{len(lost_spans)} inline code span(s)/URL(s) not kept verbatim, e.g. {clip(lost_spans[0], 40)!r}",
+                )

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Iterator
 
-from ..schema import Dialog
-from .base import Decision, Filter, clip, message_pairs
+from .base import Filter, MessagePair, Reason, clip
 from .text import (
     LETTER_RUN_RE,
     TOKEN_RE,
@@ -45,40 +45,35 @@ def _symbol_lines(info: TextInfo, min_chars: int) -> Counter[str]:
 class GarbageFilter(Filter):
     name = "garbage"
 
-    def check(self, ru: Dialog, en: Dialog) -> Decision:
+    def check_message(self, p: MessagePair) -> Iterator[Reason]:
         cfg = self.cfg
-        reasons: list[str] = []
-        for p in message_pairs(ru, en):
-            ri, ei = analyze(p.ru), analyze(p.en)
-            prose = prose_of_translation(ri, ei)
-            mixed = [t for t in TOKEN_RE.findall(prose) if _mixed_script(t)]
-            if mixed:
-                reasons.append(self.reason("mixed_script", f"{clip(mixed[0], 30)!r} mixes Latin and Cyrillic in {p.where}"))
-            en_letters = "".join(c for c in p.en.lower() if c.isalpha())
-            new_latin = [
-                w
-                for w in LETTER_RUN_RE.findall(prose)
-                if len(w) >= cfg.garbage_min_latin_word and all(is_latin(c) for c in w) and w.lower() not in en_letters
-            ]
-            if len(new_latin) > cfg.garbage_max_new_latin_words:
-                reasons.append(
-                    self.reason("new_latin", f"Latin word(s) not in the source: {', '.join(map(repr, new_latin[:3]))} in {p.where}")
-                )
-            junk = []
-            for k, ln in enumerate(ri.lines):
-                if ri.fenced[k] or ri.fence_marker[k] or ri.code_like[k]:
-                    continue
-                for chunk in _CHUNK_RE.findall(ln):
-                    runs = LETTER_RUN_RE.findall(chunk)
-                    if len(runs) >= cfg.garbage_min_isolated_letters and all(len(r) == 1 for r in runs) and chunk not in p.en:
-                        junk.append(chunk)
-            if junk:
-                reasons.append(self.reason("symbol_chunk", f"{clip(junk[0], 40)!r} in {p.where}"))
+        ri, ei = analyze(p.ru), analyze(p.en)
+        prose = prose_of_translation(ri, ei)
+        mixed = [t for t in TOKEN_RE.findall(prose) if _mixed_script(t)]
+        if mixed:
+            yield self.reason("mixed_script", f"{clip(mixed[0], 30)!r} mixes Latin and Cyrillic")
+        en_letters = "".join(c for c in p.en.lower() if c.isalpha())
+        new_latin = [
+            w
+            for w in LETTER_RUN_RE.findall(prose)
+            if len(w) >= cfg.min_latin_word and all(is_latin(c) for c in w) and w.lower() not in en_letters
+        ]
+        if len(new_latin) > cfg.max_new_latin_words:
+            yield self.reason("new_latin", f"Latin word(s) not in the source: {', '.join(map(repr, new_latin[:3]))}")
+        junk = []
+        for k, ln in enumerate(ri.lines):
+            if ri.fenced[k] or ri.fence_marker[k] or ri.code_like[k]:
+                continue
+            for chunk in _CHUNK_RE.findall(ln):
+                runs = LETTER_RUN_RE.findall(chunk)
+                if len(runs) >= cfg.min_isolated_letters and all(len(r) == 1 for r in runs) and chunk not in p.en:
+                    junk.append(chunk)
+        if junk:
+            yield self.reason("symbol_chunk", f"{clip(junk[0], 40)!r}")
 
-            r_sym = _symbol_lines(ri, cfg.garbage_min_symbol_line_chars)
-            e_sym = _symbol_lines(ei, cfg.garbage_min_symbol_line_chars)
-            extra = sum((r_sym - e_sym).values()) - sum((e_sym - r_sym).values())
-            if extra > 0:
-                first = next(iter(r_sym - e_sym))
-                reasons.append(self.reason("symbol_lines", f"{extra} extra non-letter line(s), e.g. {clip(first, 40)!r} in {p.where}"))
-        return Decision(tuple(reasons))
+        r_sym = _symbol_lines(ri, cfg.min_symbol_line_chars)
+        e_sym = _symbol_lines(ei, cfg.min_symbol_line_chars)
+        extra = sum((r_sym - e_sym).values()) - sum((e_sym - r_sym).values())
+        if extra > 0:
+            first = next(iter(r_sym - e_sym))
+            yield self.reason("symbol_lines", f"{extra} extra non-letter line(s), e.g. {clip(first, 40)!r}")

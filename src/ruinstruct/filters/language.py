@@ -13,49 +13,44 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
-from ..schema import Dialog
-from .base import Decision, Filter, clip, message_pairs
+from .base import Filter, MessagePair, Reason, clip
 from .text import LOWER_EN_WORD_RE, NON_RUSSIAN_CYRILLIC, WORD_RE, is_cyrillic, translatable_text
 
-_CODE_CHARS = re.compile(r"[|=<>{}*\\$#@]")
+#: characters that make a would-be sentence a command or expression
+CODE_CHARS = re.compile(r"[|=<>{}*\\$#@]")
+_CODE_CHARS = CODE_CHARS
 
 
 class LanguageFilter(Filter):
     name = "language"
 
-    def check(self, ru: Dialog, en: Dialog) -> Decision:
+    def check_message(self, p: MessagePair) -> Iterator[Reason]:
         cfg = self.cfg
-        reasons: list[str] = []
-        for p in message_pairs(ru, en):
-            units, verbatim = translatable_text(p.en)
-            trans_letters = sum(len(w) - w.count("'") for w in LOWER_EN_WORD_RE.findall(units))
-            en_letters = sum(c.isalpha() for c in p.en)
-            ru_letters = sum(c.isalpha() for c in p.ru)
-            ru_cyr = sum(is_cyrillic(c) for c in p.ru)
-            if trans_letters >= cfg.language_min_source_letters and en_letters:
-                expected = trans_letters / en_letters
-                share = ru_cyr / ru_letters if ru_letters else 0.0
-                if share < cfg.language_min_cyrillic_ratio * expected:
-                    reasons.append(
-                        self.reason(
-                            "cyrillic",
-                            f"Cyrillic share {share:.2f} < {cfg.language_min_cyrillic_ratio} x expected "
-                            f"{expected:.2f} in {p.where}",
-                        )
-                    )
-            for unit in dict.fromkeys(units.split("\n")):
-                if len(WORD_RE.findall(unit)) < cfg.language_line_min_words or not LOWER_EN_WORD_RE.search(unit):
-                    continue
-                if _CODE_CHARS.search(unit):  # a command or expression the segmenter took for text
-                    continue
-                if p.ru.count(unit) > verbatim.count(unit):
-                    reasons.append(self.reason("untranslated", f"{clip(unit)!r} copied verbatim in {p.where}"))
-                    break
-            if ru_cyr >= 20:
-                foreign = sum(c in NON_RUSSIAN_CYRILLIC for c in p.ru) - sum(c in NON_RUSSIAN_CYRILLIC for c in p.en)
-                if foreign / ru_cyr > cfg.language_max_foreign_cyrillic:
-                    reasons.append(
-                        self.reason("not_russian", f"{foreign} letters Russian does not use (і ї є ґ ...) in {p.where}")
-                    )
-        return Decision(tuple(reasons))
+        units, verbatim = translatable_text(p.en)
+        trans_letters = sum(len(w) - w.count("'") for w in LOWER_EN_WORD_RE.findall(units))
+        en_letters = sum(c.isalpha() for c in p.en)
+        ru_letters = sum(c.isalpha() for c in p.ru)
+        ru_cyr = sum(is_cyrillic(c) for c in p.ru)
+        if trans_letters >= cfg.min_source_letters and en_letters:
+            expected = trans_letters / en_letters
+            share = ru_cyr / ru_letters if ru_letters else 0.0
+            if share < cfg.min_cyrillic_ratio * expected:
+                yield self.reason(
+                    "cyrillic",
+                    f"Cyrillic share {share:.2f} < {cfg.min_cyrillic_ratio} x expected "
+                    f"{expected:.2f}",
+                )
+        for unit in dict.fromkeys(units.split("\n")):
+            if len(WORD_RE.findall(unit)) < cfg.line_min_words or not LOWER_EN_WORD_RE.search(unit):
+                continue
+            if _CODE_CHARS.search(unit):  # a command or expression the segmenter took for text
+                continue
+            if p.ru.count(unit) > verbatim.count(unit):
+                yield self.reason("untranslated", f"{clip(unit)!r} copied verbatim")
+                break
+        if ru_cyr >= 20:
+            foreign = sum(c in NON_RUSSIAN_CYRILLIC for c in p.ru) - sum(c in NON_RUSSIAN_CYRILLIC for c in p.en)
+            if foreign / ru_cyr > cfg.max_foreign_cyrillic:
+                yield self.reason("not_russian", f"{foreign} letters Russian does not use (і ї є ґ ...)")

@@ -20,8 +20,10 @@ lines copied from the source, which other filters check) with the source's prose
 
 from __future__ import annotations
 
-from ..schema import Dialog
-from .base import Decision, Filter, clip, message_pairs
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from .base import Filter, MessagePair, Reason, clip
 from .text import (
     analyze,
     dup_line_char_fraction,
@@ -38,6 +40,14 @@ from .text import (
 )
 
 
+@dataclass(frozen=True)
+class _Prose:
+    """The translation's prose and its source's prose (see the module docstring)."""
+
+    ru: str
+    en: str
+
+
 class RepetitionFilter(Filter):
     name = "repetition"
 
@@ -45,87 +55,116 @@ class RepetitionFilter(Filter):
         cfg = self.cfg
         ws = words(text)
         out = {"dup_line": dup_line_char_fraction(text)}
-        for n in sorted(cfg.repetition_top_ngram_max):
-            out[f"top_{n}gram"] = top_ngram_char_fraction(ws, n, cfg.repetition_top_ngram_min_count)
-        for n in sorted(cfg.repetition_dup_ngram_max):
+        for n in sorted(cfg.top_ngram_max):
+            out[f"top_{n}gram"] = top_ngram_char_fraction(ws, n, cfg.top_ngram_min_count)
+        for n in sorted(cfg.dup_ngram_max):
             out[f"dup_{n}gram"] = dup_ngram_char_fraction(ws, n)
         return out
 
     def limits(self) -> dict[str, float]:
         cfg = self.cfg
-        out = {"dup_line": cfg.repetition_dup_line_max}
-        out.update({f"top_{n}gram": v for n, v in cfg.repetition_top_ngram_max.items()})
-        out.update({f"dup_{n}gram": v for n, v in cfg.repetition_dup_ngram_max.items()})
+        out = {"dup_line": cfg.dup_line_max}
+        out.update({f"top_{n}gram": v for n, v in cfg.top_ngram_max.items()})
+        out.update({f"dup_{n}gram": v for n, v in cfg.dup_ngram_max.items()})
         return out
 
-    def check(self, ru: Dialog, en: Dialog) -> Decision:
+    def check_message(self, p: MessagePair) -> Iterator[Reason]:
+        r, e = p.ru, p.en
+        if not r.strip():
+            return
+        yield from _some(self.too_long(r, e), self.gopher(r, e))
+        ri, ei = analyze(r), analyze(e)
+        prose = _Prose(prose_of_translation(ri, ei), prose_of_source(ei, self.config.ascii_art.max_word_fraction))
+        if not prose.ru.strip():
+            return
+        yield from _some(
+            self.token_run(prose), self.letter_run(prose), self.glued_loop(prose), self.loop(prose), self.char_run(prose)
+        )
+
+    # ---- the rules, one per method ------------------------------------------------------------
+
+    def too_long(self, r: str, e: str) -> Reason | None:
+        """Runaway length: far more characters than the source (slack for short texts)."""
         cfg = self.cfg
-        reasons: list[str] = []
+        if len(r) > cfg.max_length_ratio * len(e) + cfg.length_slack_chars:
+            return self.reason(
+                "too_long",
+                f"{len(r)} chars vs source {len(e)} (ratio {len(r) / max(1, len(e)):.2f} > {cfg.max_length_ratio})",
+            )
+        return None
+
+    def gopher(self, r: str, e: str) -> Reason | None:
+        """Gopher statistics above their limit, the source's value plus a margin and the source's
+        value times a factor; the rule is named after the statistic that fails worst."""
+        cfg = self.cfg
+        if len(words(r)) < cfg.min_words:
+            return None
         limits = self.limits()
-        for p in message_pairs(ru, en):
-            r, e = p.ru, p.en
-            if not r.strip():
+        rs, es = self.stats(r), self.stats(e)
+        failing = [
+            (rs[k] - es[k], k)
+            for k in rs
+            if rs[k] > max(limits[k], es[k] + cfg.margin, es[k] * cfg.source_factor)
+        ]
+        if not failing:
+            return None
+        _, k = max(failing)
+        more = f"; {len(failing) - 1} more statistics fail" if len(failing) > 1 else ""
+        return self.reason(k, f"{rs[k]:.2f} > {limits[k]:.2f} (source {es[k]:.2f}){more}")
+
+    def token_run(self, prose: _Prose) -> Reason | None:
+        """One word (stem) over and over: a run of `max_token_run` or more, longer than the
+        source's longest run."""
+        cfg = self.cfg
+        run, word = max_stem_run(prose.ru, cfg.stem_chars)
+        if run < cfg.max_token_run:
+            return None
+        e_run, _ = max_stem_run(prose.en, cfg.stem_chars)
+        if run > e_run:
+            return self.reason("token_run", f"{word!r} x{run} (source max run {e_run})")
+        return None
+
+    def letter_run(self, prose: _Prose) -> Reason | None:
+        """One letter held down ("ооооооо")."""
+        cfg = self.cfg
+        lrun, letter = max_letter_run(prose.ru)
+        if lrun < cfg.letter_run_min:
+            return None
+        e_lrun, _ = max_letter_run(prose.en)
+        if lrun > cfg.source_factor * e_lrun:
+            return self.reason("letter_run", f"{letter * lrun!r} (source max run {e_lrun})")
+        return None
+
+    def glued_loop(self, prose: _Prose) -> Reason | None:
+        """A word glued to itself ("ЭтоЭтоЭто"), more often than in the source."""
+        glued = glued_loops(prose.ru)
+        if len(glued) > len(glued_loops(prose.en)):
+            return self.reason("glued_loop", f"{clip(glued[0], 40)!r}")
+        return None
+
+    def loop(self, prose: _Prose) -> Reason | None:
+        """A substring repeated back to back, spaces or not ("Фраза, фраза, фраза")."""
+        cfg = self.cfg
+        span, unit = longest_loop(prose.ru, cfg.loop_max_unit)
+        if span < cfg.loop_min_chars:
+            return None
+        e_span, _ = longest_loop(prose.en, cfg.loop_max_unit)
+        if span > cfg.source_factor * e_span:
+            return self.reason("loop", f"{clip(unit, 30)!r} repeated over {span} chars (source {e_span})")
+        return None
+
+    def char_run(self, prose: _Prose) -> Reason | None:
+        """A run of one punctuation character longer than any in the source (an ellipsis aside)."""
+        cfg = self.cfg
+        e_runs = symbol_runs(prose.en)
+        for c, n in sorted(symbol_runs(prose.ru).items()):
+            if n < cfg.symbol_run_min or n <= e_runs.get(c, 0):
                 continue
-            # runaway length
-            if len(r) > cfg.repetition_max_length_ratio * len(e) + cfg.repetition_length_slack_chars:
-                reasons.append(
-                    self.reason(
-                        "too_long",
-                        f"{len(r)} chars vs source {len(e)} (ratio {len(r) / max(1, len(e)):.2f} "
-                        f"> {cfg.repetition_max_length_ratio}) in {p.where}",
-                    )
-                )
-            # Gopher statistics, relative to the source
-            if len(words(r)) >= cfg.repetition_min_words:
-                rs, es = self.stats(r), self.stats(e)
-                failing = [
-                    (rs[k] - es[k], k)
-                    for k in rs
-                    if rs[k] > max(limits[k], es[k] + cfg.repetition_margin, es[k] * cfg.repetition_source_factor)
-                ]
-                if failing:
-                    _, k = max(failing)
-                    more = f"; {len(failing) - 1} more statistics fail" if len(failing) > 1 else ""
-                    reasons.append(
-                        self.reason(k, f"{rs[k]:.2f} > {limits[k]:.2f} (source {es[k]:.2f}) in {p.where}{more}")
-                    )
-            ri, ei = analyze(r), analyze(e)
-            prose = prose_of_translation(ri, ei)
-            if not prose.strip():
+            if c in ".…" and n <= 3:  # an ellipsis
                 continue
-            e_prose = prose_of_source(ei, cfg.art_max_word_fraction)
-            factor = cfg.repetition_source_factor
-            # one word over and over
-            run, word = max_stem_run(prose, cfg.repetition_stem_chars)
-            if run >= cfg.repetition_max_token_run:
-                e_run, _ = max_stem_run(e_prose, cfg.repetition_stem_chars)
-                if run > e_run:
-                    reasons.append(self.reason("token_run", f"{word!r} x{run} (source max run {e_run}) in {p.where}"))
-            # one letter held down ("ооооооо")
-            lrun, letter = max_letter_run(prose)
-            if lrun >= cfg.repetition_letter_run_min:
-                e_lrun, _ = max_letter_run(e_prose)
-                if lrun > factor * e_lrun:
-                    reasons.append(self.reason("letter_run", f"{letter * lrun!r} (source max run {e_lrun}) in {p.where}"))
-            # a word glued to itself ("ЭтоЭтоЭто")
-            glued = glued_loops(prose)
-            if len(glued) > len(glued_loops(e_prose)):
-                reasons.append(self.reason("glued_loop", f"{clip(glued[0], 40)!r} in {p.where}"))
-            # substring loops, spaces or not
-            span, unit = longest_loop(prose, cfg.repetition_loop_max_unit)
-            if span >= cfg.repetition_loop_min_chars:
-                e_span, _ = longest_loop(e_prose, cfg.repetition_loop_max_unit)
-                if span > factor * e_span:
-                    reasons.append(
-                        self.reason("loop", f"{clip(unit, 30)!r} repeated over {span} chars (source {e_span}) in {p.where}")
-                    )
-            # runs of one punctuation character
-            e_runs = symbol_runs(e_prose)
-            for c, n in sorted(symbol_runs(prose).items()):
-                if n < cfg.repetition_symbol_run_min or n <= e_runs.get(c, 0):
-                    continue
-                if c in ".…" and n <= 3:  # an ellipsis
-                    continue
-                reasons.append(self.reason("char_run", f"{c * n!r} (source max {e_runs.get(c, 0)}) in {p.where}"))
-                break
-        return Decision(tuple(reasons))
+            return self.reason("char_run", f"{c * n!r} (source max {e_runs.get(c, 0)})")
+        return None
+
+
+def _some(*reasons: Reason | None) -> Iterator[Reason]:
+    return (r for r in reasons if r is not None)

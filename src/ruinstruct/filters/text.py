@@ -457,3 +457,69 @@ def symbol_runs(text: str) -> dict[str, int]:
         c = m.group(1)
         out[c] = max(out.get(c, 0), m.end() - m.start())
     return out
+
+
+# ---- sentences -----------------------------------------------------------------------------------
+
+# Tokens that end in "." without ending a sentence (lowercased, inner dots kept: "e.g", "т.е").
+# Units ("km", "кг") are left out on purpose: "... 10 km. Then" ends a sentence.
+_ABBREVIATIONS = frozenset(
+    "mr mrs ms dr prof st jr sr vs etc e.g i.e eg ie inc ltd co corp no nos fig figs approx est dept univ "
+    "gen col lt sgt capt gov sen rep jan feb mar apr jun jul aug sep sept oct nov dec mt vol pp ch ed eds "
+    "al cf ca u.s u.k a.m p.m ph.d "
+    "т.е т.д т.п т.к т.н т.ч т.о г гг др пр см ул млн млрд тыс руб коп стр рис прим напр проф акад доц "
+    "англ лат греч род ок".split()
+)
+# Wikipedia's reference marks ("[12]", "[citation needed]") sit between sentences in the
+# source and are dropped by the translator: they must not glue two sentences together.
+_REFERENCE_RE = re.compile(r"\[(?:\d{1,3}|citation needed|clarification needed|when\?|who\?)\]")
+# A run of terminators, closing quotes/brackets, then the whitespace (maybe none) before the next one.
+_SENT_END_RE = re.compile(r"([.!?…]+)([\"'»”’)\]]*)(\s*)")
+_TOKEN_BEFORE_RE = re.compile(r"([\w.]*\w)$")
+
+
+def sentences(text: str) -> list[str]:
+    """The sentences of one paragraph, for comparing a translation with its source.
+
+    Not the translator's splitter (`translate.engine.split_sentences`, which only needs safe cut
+    points): this one must count the same sentences on both sides of real MT output, so it also
+    splits "завещание.Что" (a space lost) and "дыхание. аквалангисты" (a capital lost), and does
+    not split after abbreviations ("e.g.", "т.е."), initials ("J. K.") or numbers followed by a
+    number ("1. 2.", "3.5").
+    """
+    text = _REFERENCE_RE.sub(" ", text)
+    out: list[str] = []
+    start = 0
+    for m in _SENT_END_RE.finditer(text):
+        end = m.end()
+        if end >= len(text):
+            break
+        nxt = text[end]
+        if nxt in "\"'«“„([—–-" and end + 1 < len(text):
+            nxt = text[end + 1] if not text[end + 1].isspace() else text[min(len(text) - 1, end + 2)]
+        if not nxt.isalnum():
+            continue
+        term, space = m.group(1), m.group(3)
+        tok = _TOKEN_BEFORE_RE.search(text, start, m.start())
+        word = tok.group(1).lower() if tok else ""
+        if "." in term or "…" in term:
+            if word in _ABBREVIATIONS and (word not in ("no", "nos") or nxt.isdigit()):
+                continue
+            if len(word) == 1 and tok is not None and tok.group(1).isupper():  # an initial
+                continue
+            if word.isdigit() and (nxt.isdigit() or not space):  # "1. 2.", "3.5"
+                continue
+            if (term in ("...", "…") or len(term) > 1) and nxt.islower():  # an ellipsis inside a sentence
+                continue
+        if not space and not (nxt.isupper() and word[-1:].isalpha() and word[-1:].islower()):
+            continue  # "Node.js", "U.S.A", "x.y": no lost space there
+        if space and nxt.islower() and (term != "." or len(word) < 3 or "." in word):
+            continue
+        piece = text[start : m.end(2)].strip()
+        if piece:
+            out.append(piece)
+        start = end
+    piece = text[start:].strip()
+    if piece:
+        out.append(piece)
+    return out
