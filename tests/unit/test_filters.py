@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from dataclasses import FrozenInstanceError
 from pathlib import Path
 
 import pytest
@@ -20,13 +21,13 @@ from ruinstruct.filters import (
     FilterConfig,
     GarbageFilter,
     LanguageFilter,
+    Reason,
     RepetitionFilter,
     StructureFilter,
     apply_filters,
     build_filters,
     filter_report,
     pair_with_originals,
-    reason_kind,
 )
 from ruinstruct.filters import text as tx
 from ruinstruct.schema import make_dialog
@@ -52,7 +53,7 @@ def en_ru(en_turns: tuple[str, ...], ru_turns: tuple[str, ...], **kw) -> tuple[d
 
 
 def kinds(decision: Decision) -> set[str]:
-    return {reason_kind(r) for r in decision.reasons}
+    return {r.kind for r in decision.reasons}
 
 
 Q_EN = "How do I find a job?"
@@ -88,13 +89,17 @@ def test_config_defaults_are_documented_frozen_and_strict():
     cfg = FilterConfig()
     for name, field in FilterConfig.model_fields.items():
         assert field.description, f"{name} has no description"
+        section = getattr(cfg, name)
+        for sub, f in getattr(type(section), "model_fields", {}).items():
+            assert f.description, f"{name}.{sub} has no description"
+    assert set(FILTER_NAMES) <= set(FilterConfig.model_fields)
     with pytest.raises(ValidationError):
         FilterConfig(no_such_threshold=1)
     with pytest.raises(ValidationError):
-        cfg.repetition_max_token_run = 9  # type: ignore[misc]
+        cfg.repetition.max_token_run = 9  # type: ignore[misc]
     with pytest.raises(ValidationError, match="unknown filter names"):
         FilterConfig(enabled=["repetition", "spelling"])
-    assert FilterConfig(repetition_top_ngram_max={"2": 0.3}).repetition_top_ngram_max == {2: 0.3}
+    assert FilterConfig(repetition={"top_ngram_max": {"2": 0.3}}).repetition.top_ngram_max == {2: 0.3}
 
 
 def test_build_filters_all_or_enabled_in_order():
@@ -103,10 +108,14 @@ def test_build_filters_all_or_enabled_in_order():
 
 
 def test_decision():
-    assert Decision.ok().keep and not Decision.drop("x/y: z").keep
+    r = Reason("repetition", "token_run", "'р' x15")
+    assert Decision.ok().keep and not Decision.drop(r).keep
     with pytest.raises(ValueError):
         Decision.drop()
-    assert reason_kind("repetition/token_run: 'р' x15 in message 2") == "repetition/token_run"
+    assert r.kind == "repetition/token_run"
+    assert str(r.at("message 2")) == "repetition/token_run: 'р' x15 in message 2"
+    with pytest.raises(FrozenInstanceError):
+        r.rule = "x"  # type: ignore[misc]
 
 
 # ---- structure -----------------------------------------------------------------------------------
@@ -133,7 +142,7 @@ def test_structure_line_count_must_survive_paragraph_translation():
     assert StructureFilter().check(ru, en).keep
     en, ru = with_answer("Первая строка. Вторая строка.", "First line.\nSecond line.")
     assert "structure/line_count" in kinds(StructureFilter().check(ru, en))
-    assert StructureFilter(FilterConfig(structure_require_same_line_count=False)).check(ru, en).keep
+    assert StructureFilter(FilterConfig(structure={"require_same_line_count": False})).check(ru, en).keep
 
 
 # ---- repetition ----------------------------------------------------------------------------------
@@ -209,7 +218,7 @@ def test_translated_code_is_dropped():
     en, ru = code_pair(translated)
     d = CodeFilter().check(ru, en)
     assert "code/tokens" in kinds(d)
-    assert "'def'" in d.reasons[0] or "'return'" in d.reasons[0]
+    assert "'def'" in d.reasons[0].detail or "'return'" in d.reasons[0].detail
 
 
 def test_code_comments_translated_is_still_code():
@@ -267,7 +276,7 @@ def test_tic_tac_toe_board_intact_vs_translated():
     translated = BOARD_RU.replace("X", "Х").replace("O", "О")  # Cyrillic Х and О
     en, ru = with_answer(translated, BOARD_EN)
     d = AsciiArtFilter().check(ru, en)
-    assert "ascii_art/lines" in kinds(d) and "3 of 5" in d.reasons[0]  # the 3 rows with marks
+    assert "ascii_art/lines" in kinds(d) and "3 of 5" in d.reasons[0].detail  # the 3 rows with marks
     dashed = BOARD_RU.replace("---+---+---", "—+—+—")
     en, ru = with_answer(dashed, BOARD_EN)
     assert not AsciiArtFilter().check(ru, en).keep
@@ -369,7 +378,9 @@ def test_apply_filters_counts_add_up_and_all_reasons_are_kept():
     assert [d["id"] for d in result.kept] == ["t:1:ru"]
     by_id = {r["id"]: r for r in result.rejected}
     reasons = by_id["t:2:ru"]["reasons"]
-    assert {reason_kind(r).split("/")[0] for r in reasons} >= {"structure", "language"}
+    assert {r.filter for r in result.reasons[[row["id"] for row in result.rejected].index("t:2:ru")]} >= {
+        "structure", "language"}
+    assert all(isinstance(r, str) for r in reasons)
     assert by_id["t:2:ru"]["origin_id"] == "t:1"
     assert result.counts["structure"] >= 1 and result.counts["language"] >= 1  # counted in both
     assert by_id["t:3:ru"]["reasons"] == ["pairing/missing_original: no English original with id 't:404'"]
@@ -422,8 +433,8 @@ def test_an_identical_copy_fails_only_language_checks(texts):
     """A verbatim copy keeps every protected span, so only the language filter may object."""
     en = dlg(*texts, roles=["user", "assistant"] * 2)
     result = apply_filters([(dict(en, id="c:ru", lang="ru", origin_id=en["id"]), en)])
-    for row in result.rejected:
-        assert {reason_kind(r).split("/")[0] for r in row["reasons"]} <= {"language"}
+    for _, reasons in result.rejected_with_reasons():
+        assert {r.filter for r in reasons} <= {"language", "untranslated"}
 
 
 # ---- text helpers: the translator's spans, linear time on adversarial input ----------------------
@@ -497,8 +508,8 @@ def test_filters_finish_on_adversarial_copies():
         en, ru = with_answer(s, s)
         result = apply_filters([(ru, en)])
         assert result.total == 1
-        for row in result.rejected:  # a verbatim copy: only the language filter may object
-            assert {reason_kind(r).split("/")[0] for r in row["reasons"]} <= {"language"}
+        for _, reasons in result.rejected_with_reasons():  # a verbatim copy: only language checks may object
+            assert {r.filter for r in reasons} <= {"language", "untranslated"}
 
 
 # ---- the labelled set ----------------------------------------------------------------------------
@@ -510,7 +521,7 @@ def labelled() -> list[dict]:
 
 def test_labelled_set_shape(labelled):
     labels = Counter(r["label"] for r in labelled)
-    assert 250 <= len(labelled) <= 420
+    assert 500 <= len(labelled) <= 700
     assert labels["corrupt"] >= 0.35 * len(labelled)
     kinds_ = Counter(r["kind"] for r in labelled)
     for kind in ("dolly_real", "chip2_real", "ours_code_art", "repetitive_source", "translated_code_keywords",
