@@ -135,10 +135,13 @@ def test_translate_file_keys_its_cache_by_the_resolved_translator(tmp_path, en_f
     auto = TranslationConfig(model=model, device="auto", dtype="auto", max_input_tokens=200)
     cache = tmp_path / "cache"
     out = tmp_path / "ru.jsonl"
+    with en_file.open("a") as f:  # the user's reader: a second record with a seen id is a reject
+        f.write(en_file.read_text().splitlines()[0] + "\n")
     summary = stages.translate_file(en_file, out, auto, cache)
     resolved = TranslationConfig(model=model, device="cpu", dtype="float32", max_input_tokens=200)
     assert summary["translator_id"] == resolved.translator_id != auto.translator_id
-    assert (summary["input"], summary["rejected"], summary["dialogs"]) == (2, 0, 2)
+    assert (summary["input"], summary["rejected"], summary["dialogs"]) == (3, 1, 2)
+    assert [r["reasons"] for r in read_jsonl(tmp_path / "ru.rejects.jsonl")] == [["duplicate id"]]
     assert [d["id"] for d in read_dialogs(out)] == ["local/t:0:ru", "local/t:1:ru"]
     from ruinstruct.translate.cache import ParagraphCache
 

@@ -199,29 +199,11 @@ def translate_shard(
 
 
 def read_input(path: PathLike) -> tuple[list[Dialog], list[dict[str, Any]]]:
-    """Dialog records from a user's JSONL file: (valid dialogs, rejects with file:line)."""
-    path = require_file(path)
-    from .. import io
+    """Dialog records from a user's file: (valid dialogs, rejects with file:line and reasons:
+    not UTF-8, malformed, invalid, duplicate id). A missing file names its path."""
+    from ..io import read_dialog_records
 
-    robust = getattr(io, "read_dialog_records", None)
-    if robust is not None:
-        dialogs, rejects = robust(path)
-        return list(dialogs), list(rejects)
-    # TODO(H4): the fallback until io.read_dialog_records (duplicate ids, encoding) lands
-    from ..schema import validate
-
-    dialogs, rejects = [], []
-    for lineno, obj, raw in io.iter_jsonl(path):
-        where = f"{path}:{lineno}"
-        if obj is None:
-            rejects.append(io.reject_row(["malformed JSON"], raw=raw, where=where))
-            continue
-        reasons = validate(obj if not isinstance(obj, dict) else io.normalise_dialog(obj))
-        if reasons:
-            rejects.append(io.reject_row(reasons, record=obj, where=where))
-        else:
-            dialogs.append(io.normalise_dialog(obj))
-    return dialogs, rejects
+    return read_dialog_records(path)
 
 
 def read_any(path: PathLike) -> tuple[list[Dialog], list[dict[str, Any]]]:
