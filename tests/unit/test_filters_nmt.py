@@ -62,6 +62,7 @@ def kinds(f: Filter, en: str | list[str], ru: str | list[str]) -> list[str]:
         ("Wait 5 minutes.", "Подождите пять минут."),
         ("It takes 2 days.", "Это занимает двух дней."),
         ("He came third in 1999.", "Он пришёл 3-м в 1999 году."),
+        ("Russia in the 19th century.", "Россия XIX века."),
         ("No numbers at all here.", "Здесь вообще нет чисел."),
     ],
 )

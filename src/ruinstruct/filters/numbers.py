@@ -6,7 +6,7 @@ conventions: English "1,000" / "3.5" and Russian "1 000" (also with a no-break o
 matches both readings. A number in digits on one side may be a number word on the other
 ("three" -> "3", "5" -> "пяти"); the words known are the cardinals and ordinals 0-20, the tens,
 100 and 1000 in English and, in Russian, every case, gender and number form num2words generates
-for them ("двух", "двумя", "третьего"). Compound words ("twenty-one", "двадцать один") are not
+for them ("двух", "двумя", "третьего"), and Roman numerals II-XXXIX ("XIX век"). Compound words ("twenty-one", "двадцать один") are not
 read: a paragraph that spells one out on one side and writes digits on the other fails.
 
 A number changed, dropped or invented rejects, naming the number.
@@ -99,6 +99,12 @@ def number_words() -> dict[str, dict[str, frozenset[Decimal]]]:
         table["en"].pop(w, None)
     table["en"].update({"dozen": {Decimal(12)}, "once": {Decimal(1)}, "twice": {Decimal(2)}})
     table["ru"].update({"тысяча": {Decimal(1000)}, "тысячи": {Decimal(1000)}, "тысячу": {Decimal(1000)}})
+    # Russian writes centuries in Roman numerals ("19th-century" -> "XIX века"); single letters
+    # ("C", "V") are left out, they are names far more often
+    for n in range(2, 40):
+        roman = "x" * (n // 10) + ("", "i", "ii", "iii", "iv", "v", "vi", "vii", "viii", "ix")[n % 10]
+        if len(roman) > 1:
+            table["ru"].setdefault(roman, set()).add(Decimal(n))
     return {lang: {w: frozenset(v) for w, v in t.items()} for lang, t in table.items()}
 
 
