@@ -1,4 +1,5 @@
-"""The CLI contracts of DESIGN.md: outputs where asked, rejects beside them with reasons, counts."""
+"""The CLI contracts: outputs where asked, rejects beside them with reasons, counts; expected errors in
+one or two lines with exit code 2; help text as written; Prefect analytics off by default."""
 
 from __future__ import annotations
 
@@ -63,7 +64,7 @@ def test_translate_writes_output_and_rejects(tmp_path, en_file, tiny_dir):
     assert "```python\nfor i in range(3):\n    print(i)\n```" in ru[1]["messages"][1]["content"]
     rejects = read_jsonl(tmp_path / "ru.rejects.jsonl")
     assert [r.get("where", "").rsplit(":", 1)[-1] for r in rejects] == ["3", "4"]
-    assert rejects[0]["reasons"] == ["malformed JSON"] and "raw" in rejects[0]
+    assert rejects[0]["reasons"] == ["malformed JSON line"] and "raw" in rejects[0]  # io.read_dialog_records
     assert any("assistant" in r for r in rejects[1]["reasons"])
     # a second run is served by the paragraph cache
     res2 = invoke("translate", "--model", tiny_dir / "translator", "--input", en_file, "--output", out,
@@ -144,3 +145,84 @@ def test_make_tiny_layout(tmp_path):
     for sub in ("translator", "llama", "xglm", "gpt2"):
         assert (tmp_path / "t" / sub / "config.json").exists(), sub
     assert (tmp_path / "t/.done").exists()
+
+
+# ---- expected errors: one or two lines naming the option or field, exit 2 --------------------
+
+def run_cli(*args, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    """The CLI's entry point (main) in a subprocess, as a user runs it."""
+    env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "ruinstruct.cli", *map(str, args)], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture
+def user_dir(tmp_path):
+    """A working folder with one valid dialog file and a profile with a typo in a field name."""
+    write_jsonl(tmp_path / "ok.jsonl", [dialog(0, "How do I boil an egg?", "Ten minutes in boiling water.")])
+    raw = yaml.safe_load((REPO / "configs/tiny.yaml").read_text())
+    for s in raw["data"]["sources"]:
+        s["path"] = str((REPO / "configs" / s["path"]).resolve())
+    raw["translation"]["num_beam"] = 2  # num_beams
+    (tmp_path / "typo.yaml").write_text(yaml.safe_dump(raw))
+    return tmp_path
+
+
+ERROR_CASES = {
+    "wrong model path": (["translate", "--model", "./no-such-model", "--input", "ok.jsonl", "--output", "o.jsonl"],
+                         "--model ./no-such-model: not a model folder or hub id"),
+    "missing input": (["translate", "--model", "./no-such-model", "--input", "./no-such-file.jsonl", "--output",
+                       "o.jsonl"], "--input ./no-such-file.jsonl: "),
+    "missing filter input": (["filter", "--input", "ru.jsonl", "--originals", "ok.jsonl", "--kept", "k.jsonl",
+                              "--rejected", "r.jsonl"], "ru.jsonl"),
+    "config field typo": (["data", "--config", "typo.yaml"], "translation.num_beam"),
+    "missing config": (["mix", "--config", "./nowhere/profile.yaml"], "nowhere/profile.yaml"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ERROR_CASES))
+def test_expected_errors_are_short_with_exit_code_2(user_dir, case):
+    args, named = ERROR_CASES[case]
+    res = run_cli(*args, cwd=user_dir)
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert "Traceback" not in res.stderr + res.stdout
+    assert 1 <= len(lines) <= 2, res.stderr
+    assert named in res.stderr, res.stderr
+
+
+def test_debug_shows_the_traceback(user_dir):
+    args, named = ERROR_CASES["wrong model path"]
+    for res in (run_cli("--debug", *args, cwd=user_dir), run_cli(*args, cwd=user_dir, env={"RUINSTRUCT_DEBUG": "1"})):
+        assert res.returncode == 2
+        assert "Traceback (most recent call last)" in res.stderr
+        assert res.stderr.rstrip().splitlines()[-1].endswith(named.split(": ", 1)[1] + " (no such folder)")
+
+
+def test_usage_errors_stay_typers(user_dir):
+    res = run_cli("translate", "--input", "ok.jsonl", cwd=user_dir)
+    assert res.returncode == 2
+    assert "Missing option '--model'" in res.stderr and "Traceback" not in res.stderr
+
+
+# ---- help text and environment defaults -------------------------------------------------------
+
+def test_help_keeps_literal_brackets_and_stands_alone():
+    res = runner.invoke(app, ["filter", "--help"], terminal_width=200)
+    assert res.exit_code == 0
+    assert '"reasons": [str]' in res.output
+    for args in (["--help"], *([c, "--help"] for c in ("run", "data", "translate", "filter", "mix", "make-tiny"))):
+        out = runner.invoke(app, args, terminal_width=200).output
+        assert "DESIGN.md" not in out, args
+    assert "README" in runner.invoke(app, ["--help"], terminal_width=200).output
+
+
+def test_prefect_analytics_off_unless_the_user_set_them():
+    probe = ("import ruinstruct.cli, os; from prefect.settings import get_current_settings; "
+             "print(os.environ['DO_NOT_TRACK'], get_current_settings().server.analytics_enabled)")
+    env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_SERVER_ANALYTICS_ENABLED", "DO_NOT_TRACK")}
+    res = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120)
+    assert res.stdout.split() == ["1", "False"], res.stderr
+    env |= {"PREFECT_SERVER_ANALYTICS_ENABLED": "true", "DO_NOT_TRACK": "0"}
+    res = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120)
+    assert res.stdout.split() == ["0", "True"], res.stderr
