@@ -227,13 +227,13 @@ def translate_file(
     from ..translate.cache import ParagraphCache
     from ..translate.dialogs import translate_dialogs
 
-    cfg = resolve_translation(cfg)
-    check_translator(cfg)
-    dialogs, rejects = read_input(input)
+    dialogs, rejects = read_input(input)  # the input first: a wrong file needs no model loaded
     rejects_file = rejects_path(output)
     write_jsonl(rejects_file, rejects)
     if not dialogs:
         raise NoValidInput(f"{input}: no valid dialog records ({len(rejects)} rejected, reasons in {rejects_file})")
+    check_translator(cfg)
+    cfg = resolve_translation(cfg)
     translator, lock = runtime.get_translator(cfg)
     cache = None
     if cache_dir is not None:
