@@ -7,7 +7,10 @@ process, so the ratios are comparable even on a noisy shared machine:
   naive_s            the authors' way: one paragraph per generate() call, unbatched
   naive_same_segments_s   one generate() call per segment that ours sends (long paragraphs split
                      at sentence boundaries as ours does): the effect of batching alone
-  ours_s             HFTranslator.translate: unique, length-sorted, token-budget batches
+  ours_s             HFTranslator.translate_scored: unique, length-sorted, token-budget batches,
+                     each output scored (mean token log-probability); input limit from the model
+  limit40_s          the same with max_input_tokens=40 (the tiny profile's old limit): paragraphs
+                     over it are split and translated in pieces
   cold_s / warm_cache_s   the shard pipeline (segment -> dedup -> cache -> translate -> join) on
                      dialogs made of the same paragraphs, with an empty and then a filled cache
   peak_rss_mb        max RSS of a child process that runs the shard pipeline over the fixture
@@ -65,15 +68,18 @@ def make_dialogs(paragraphs: list[str], prefix: str = "bench") -> list[dict]:
     return dialogs
 
 
-def translator(tiny: Path, device: str = "cpu"):
-    from ruinstruct.config import load_config
+def translator(tiny: Path, device: str = "cpu", **overrides):
+    import yaml
+
+    from ruinstruct.config import TranslationConfig
     from ruinstruct.translate.engine import load_translator
 
-    # the demo's settings (configs/tiny.yaml), on the given tiny build
-    cfg = load_config(REPO / "configs/tiny.yaml").translation
+    # the demo's translation settings (configs/tiny.yaml), on the given tiny build
+    cfg = TranslationConfig(**yaml.safe_load((REPO / "configs/tiny.yaml").read_text())["translation"])
     cfg = cfg.model_copy(update={"model": str(tiny / "translator"), "device": device,
-                                 "dtype": "float32" if device == "cpu" else "auto"})
-    return cfg, load_translator(cfg)
+                                 "dtype": "float32" if device == "cpu" else "auto", **overrides})
+    tr = load_translator(cfg)
+    return tr.cfg, tr  # the resolved settings (the input limit the model allows)
 
 
 def rss_child(tiny: Path, scale: int, device: str) -> None:
@@ -124,15 +130,26 @@ def main() -> None:
     naive = tr.translate_naive(paragraphs)
     naive_s = time.perf_counter() - t
     t = time.perf_counter()
-    ours = tr.translate(paragraphs)
+    scored = tr.translate_scored(paragraphs)
     ours_s = time.perf_counter() - t
+    ours = [s.text for s in scored]
+    logprobs = sorted(s.logprob for s in scored if s.logprob is not None)
+
+    # The old tiny profile's limit: paragraphs over 40 tokens split and translated in pieces.
+    _, tr40 = translator(args.tiny, args.device, max_input_tokens=40)
+    tr40.translate(paragraphs[:4])
+    warm_segments = tr40.segments_generated
+    t = time.perf_counter()
+    tr40.translate(paragraphs)
+    limit40_s = time.perf_counter() - t
+    limit40_segments = tr40.segments_generated - warm_segments
 
     # The same segments ours generates for (long paragraphs split at sentence boundaries), one
     # per generate() call: isolates what batching alone buys from what splitting buys.
     from ruinstruct.translate.engine import split_long
 
     segments = list(dict.fromkeys(
-        seg for p in paragraphs for seg in split_long(p, tr.count_tokens, cfg.max_input_tokens)))
+        seg.strip() for p in paragraphs for seg in split_long(p, tr.count_tokens, cfg.max_input_tokens)))
     t = time.perf_counter()
     tr.translate_naive(segments)
     naive_segments_s = time.perf_counter() - t
@@ -166,6 +183,11 @@ def main() -> None:
         "naive_s": round(naive_s, 3),
         "ours_s": round(ours_s, 3),
         "speedup_vs_naive": round(naive_s / ours_s, 2),
+        "limit40_s": round(limit40_s, 3),
+        "limit40_segments": limit40_segments,
+        "speedup_model_limit_vs_40": round(limit40_s / ours_s, 2),
+        "logprob_quantiles": {q: round(logprobs[min(int(q * len(logprobs)), len(logprobs) - 1)], 4)
+                              for q in (0.01, 0.1, 0.5, 0.9)} if logprobs else {},
         "same_output_fraction": round(sum(a == b for a, b in zip(naive, ours, strict=True)) / len(paragraphs), 3),
         "segments": len(segments),
         "naive_same_segments_s": round(naive_segments_s, 3),

@@ -145,8 +145,11 @@ class TranslationConfig(Strict):
     num_beams: int = Field(default=1, ge=1)
     max_batch_tokens: int = Field(default=4096, ge=16, description="token budget per generate batch")
     max_batch_size: int = Field(default=64, ge=1)
-    max_input_tokens: int = Field(
-        default=256, ge=8, description="longer paragraphs are split at sentence boundaries"
+    max_input_tokens: int | None = Field(
+        default=None,
+        ge=8,
+        description="longer paragraphs are split (sentence ends, then ; : , then words); "
+        "unset: from the model's positions (engine.resolve_config)",
     )
     length_ratio: float = Field(default=2.0, gt=0, description="max_new_tokens = ratio * input + extra")
     length_extra: int = Field(default=16, ge=0)

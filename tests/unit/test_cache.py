@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from ruinstruct.translate.cache import DEFAULT_FILENAME, CacheStats, ParagraphCache, cache_key
+from ruinstruct.translate.cache import DEFAULT_FILENAME, CacheEntry, CacheStats, ParagraphCache, cache_key
 
 SRC = os.path.join(os.path.dirname(__file__), "..", "..", "src")
 
@@ -187,3 +187,77 @@ def test_killed_writer_leaves_whole_batches(db):
         assert n >= 3000 and n % 1000 == 0
         (check,) = cache._conn().execute("PRAGMA integrity_check").fetchone()
         assert check == "ok"
+
+
+# ---- translator scores and the schema upgrade ---------------------------------------------------
+
+#: The table as the first release wrote it (no logprob column).
+OLD_SCHEMA = """CREATE TABLE paragraphs (
+    key TEXT PRIMARY KEY, translator TEXT NOT NULL, source TEXT NOT NULL, target TEXT NOT NULL,
+    created REAL NOT NULL DEFAULT (julianday('now'))) WITHOUT ROWID"""
+
+
+def test_scores_stored_beside_translations(db):
+    with ParagraphCache(db, "m") as cache:
+        assert cache.put_many({"A.": "А.", "B.": "Б.", "C.": "В."}, {"A.": -0.125, "B.": None}) == 3
+        cache.put("D.", "Г.", -1 / 3)
+        entries = cache.get_entries(["A.", "B.", "C.", "D.", "E."])
+        assert entries == {
+            "A.": CacheEntry("А.", -0.125),
+            "B.": CacheEntry("Б.", None),
+            "C.": CacheEntry("В.", None),  # no score given: unknown
+            "D.": CacheEntry("Г.", -1 / 3),  # a REAL keeps the float exactly
+        }
+        assert cache.get_many(["A.", "E."]) == {"A.": "А."}
+        cache.put_many({"A.": "А!"}, {"A.": float("nan")})  # NaN is no score
+        assert cache.get_entries(["A."]) == {"A.": CacheEntry("А!", None)}
+        with pytest.raises(TypeError, match="score"):
+            cache.put_many({"A.": "А."}, {"A.": "-0.1"})  # type: ignore[dict-item]
+
+
+def test_old_cache_file_is_upgraded_and_keeps_its_entries(db):
+    db.parent.mkdir(parents=True)
+    with sqlite3.connect(db) as conn:
+        conn.execute(OLD_SCHEMA)
+        conn.execute(
+            "INSERT INTO paragraphs (key, translator, source, target) VALUES (?, ?, ?, ?)",
+            [cache_key("Hello.", "m"), "m", "Hello.", "Привет."],
+        )
+    conn.close()
+    with ParagraphCache(db, "m") as cache:
+        assert cache.get_entries(["Hello."]) == {"Hello.": CacheEntry("Привет.", None)}
+        cache.put("Bye.", "Пока.", -0.5)
+        assert cache.get_entries(["Bye."])["Bye."].logprob == -0.5
+    with ParagraphCache(db, "m") as again:  # a second open finds the column and adds nothing
+        assert len(again) == 2 and again.get("Hello.") == "Привет."
+    with sqlite3.connect(db) as conn:
+        columns = [row[1] for row in conn.execute("PRAGMA table_info(paragraphs)")]
+    conn.close()
+    assert columns == ["key", "translator", "source", "target", "created", "logprob"]
+
+
+def test_two_processes_upgrade_one_old_file(db):
+    """Both open the old file at once: one adds the column, the other must not fail on it."""
+    db.parent.mkdir(parents=True)
+    with sqlite3.connect(db) as conn:
+        conn.execute(OLD_SCHEMA)
+    conn.close()
+    code = textwrap.dedent(
+        """
+        import sys
+        sys.path.insert(0, sys.argv[2])
+        from ruinstruct.translate.cache import ParagraphCache
+        with ParagraphCache(sys.argv[1], "m") as cache:
+            cache.put(sys.argv[3], "x", -1.0)
+        """
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, str(db), SRC, f"text {i}"], stderr=subprocess.PIPE)
+        for i in range(2)
+    ]
+    errors = [p.communicate(timeout=120)[1].decode() for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], errors
+    with ParagraphCache(db, "m") as cache:
+        assert cache.get_entries(["text 0", "text 1"]) == {
+            "text 0": CacheEntry("x", -1.0), "text 1": CacheEntry("x", -1.0)
+        }

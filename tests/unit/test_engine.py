@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from pathlib import Path
 
 import pytest
 
@@ -11,16 +12,23 @@ from ruinstruct.config import TranslationConfig
 from ruinstruct.tiny import load_corpus
 from ruinstruct.translate.engine import (
     HFTranslator,
+    ScoringTranslator,
+    Translation,
     Translator,
     load_translator,
+    model_input_limit,
+    model_positions,
+    resolve_config,
     split_long,
     split_sentences,
+    translate_scored,
     translator_id,
 )
 
 torch = pytest.importorskip("torch")
 
 CYRILLIC = re.compile(r"[А-Яа-яЁё]")
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +72,7 @@ def test_factory_returns_lazy_translator(tiny_dir):
 
 
 def test_id_tracks_generation_settings_only():
-    base = TranslationConfig(model="m")
+    base = TranslationConfig(model="m", max_input_tokens=100)
     same = [
         base.model_copy(update={"max_batch_size": 3}),
         base.model_copy(update={"max_batch_tokens": 100}),
@@ -82,8 +90,34 @@ def test_id_tracks_generation_settings_only():
     assert {translator_id(c) for c in same} == {translator_id(base)}
     ids = [translator_id(c) for c in different]
     assert translator_id(base) not in ids and len(set(ids)) == len(ids)
-    assert HFTranslator(base).id == translator_id(base)
+    assert HFTranslator(base.model_copy(update={"device": "cpu", "dtype": "float32"})).id == translator_id(
+        base.model_copy(update={"dtype": "float32"})
+    )
     assert translator_id(base.model_copy(update={"revision": "abc"})).startswith("m@abc#")
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"dtype": "bfloat16"},
+        {"dtype": "float16"},
+        {"length_extra": 17},
+        {"max_input_tokens": 99},
+        {"max_input_tokens": None},
+        {"repetition_penalty": 1.1},
+        {"src_lang": "de"},
+        {"num_beams": 4},
+        {"length_ratio": 1.5},
+        {"no_repeat_ngram_size": 3},
+        {"tgt_lang": "de"},
+        {"revision": "abc"},
+    ],
+    ids=lambda c: "-".join(f"{k}={v}" for k, v in c.items()),
+)
+def test_id_changes_with_each_setting_that_changes_the_text(change):
+    """A setting left out of the id would let a cache serve translations made another way."""
+    base = TranslationConfig(model="m", device="cpu", dtype="float32", max_input_tokens=100)
+    assert translator_id(base.model_copy(update=change)) != translator_id(base)
 
 
 # --------------------------------------------------------------------------- real translations
@@ -159,7 +193,7 @@ def test_max_new_tokens_is_set_per_batch_and_beats_checkpoint_max_length(tiny_di
 
 
 def test_plan_batches_budget_and_size():
-    tr = HFTranslator(TranslationConfig(model="m", max_batch_tokens=100, max_batch_size=4))
+    tr = HFTranslator(TranslationConfig(model="m", device="cpu", max_input_tokens=64, max_batch_tokens=100, max_batch_size=4))
     lengths = [5, 50, 10, 10, 30, 120, 10, 10, 10, 10, 10]
     batches = tr.plan_batches(lengths)
     assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
@@ -179,36 +213,237 @@ def test_split_sentences():
     assert split_sentences(text) == ["One two.", "Two three!", "«Три» четыре?", "Пять. e.g. lower.", "Done"]
 
 
+def words(s: str) -> int:
+    return len(s.split())
+
+
 def test_split_long_with_word_counter():
-    count = lambda s: len(s.split())  # noqa: E731
     text = "A b c. D e f g h i j k l m. N o."
-    chunks = split_long(text, count, 4)
-    assert all(count(c) <= 4 for c in chunks)
-    assert " ".join(chunks).split() == text.split()
-    assert chunks[0] == "A b c."  # sentence boundary kept where it fits
-    assert split_long("short one", count, 4) == ["short one"]
-    # one over-long "word" is cut by characters
+    chunks = split_long(text, words, 4)
+    assert chunks == ["A b c. ", "D e f g ", "h i j k ", "l m. ", "N o."]
+    assert "".join(chunks) == text
+    assert split_long("short one", words, 4) == ["short one"]
+    # one over-long "word" is cut by characters, the last resort
     chars = lambda s: len(s)  # noqa: E731
     assert split_long("x" * 25, chars, 10) == ["x" * 10, "x" * 10, "x" * 5]
+
+
+def test_split_prefers_sentence_ends_then_clauses_then_words():
+    text = "One two three. Four five, six seven; eight nine: ten eleven twelve. Thirteen."
+    # whole sentences packed while they fit
+    assert split_long(text, words, 12) == ["One two three. Four five, six seven; eight nine: ten eleven twelve. ", "Thirteen."]
+    # the long sentence alone at clause boundaries (packed), never merged with its neighbours
+    assert split_long(text, words, 5) == [
+        "One two three. ", "Four five, six seven; ", "eight nine: ten eleven twelve. ", "Thirteen."
+    ]
+    # a clause over the limit between words
+    assert split_long(text, words, 2) == [
+        "One two ", "three. ", "Four five, ", "six seven; ", "eight nine: ", "ten eleven ", "twelve. ", "Thirteen."
+    ]
+    # numbers and times are no clause boundaries
+    assert split_long("Pay 1,000 at 10:30 today, or 2,000 later.", words, 5) == [
+        "Pay 1,000 at 10:30 today, ", "or 2,000 later."
+    ]
+
+
+def test_split_keeps_every_space_for_the_join():
+    text = "First  sentence, with  two   spaces.   Second\tone here, too. Third."
+    for limit in (1, 2, 3, 4, 6, 9):
+        chunks = split_long(text, words, limit)
+        assert "".join(chunks) == text, limit
+        assert all(c.strip() and words(c) <= limit for c in chunks), (limit, chunks)
+        assert all(not c[0].isspace() for c in chunks)  # the separator goes with the chunk before
+
+
+PYRAMIDS = "The pyramids were built by ancient Egyptian workers more than four thousand years ago."
+PYRAMIDS_RU = "Пирамиды построили древнеегипетские рабочие более четырёх тысяч лет назад."
+
+
+def test_issue_sentence_just_over_the_limit(translator):
+    """The issue's example: a sentence one token over the limit."""
+    n = translator.count_tokens(PYRAMIDS)
+    assert n == 43
+    # no clause boundary: cut between words (the last resort), never inside one
+    chunks = split_long(PYRAMIDS, translator.count_tokens, n - 1)
+    assert len(chunks) == 2 and "".join(chunks) == PYRAMIDS
+    assert chunks[0].endswith(" ") and all(translator.count_tokens(c.strip()) <= n - 1 for c in chunks)
+    assert all(w in PYRAMIDS.split() for c in chunks for w in c.split())
+    # with a comma, at the comma, not mid-phrase
+    clause = PYRAMIDS.replace("workers more", "workers, more")
+    m = translator.count_tokens(clause)
+    assert split_long(clause, translator.count_tokens, m - 1) == [
+        "The pyramids were built by ancient Egyptian workers, ",
+        "more than four thousand years ago.",
+    ]
+
+
+def test_paragraph_over_the_limit_splits_at_sentence_ends(translator, corpus):
+    sents = [en for en, _ in corpus if 12 <= translator.count_tokens(en) <= 25][:5]
+    paragraph = " ".join(sents)
+    chunks = split_long(paragraph, translator.count_tokens, 40)
+    assert len(chunks) >= 3 and "".join(chunks) == paragraph
+    # every chunk is whole sentences
+    assert all(set(split_sentences(c)) <= set(sents) for c in chunks)
+    assert all(translator.count_tokens(c.strip()) <= 40 for c in chunks)
 
 
 def test_long_paragraph_is_split_translated_and_joined(tiny_dir, corpus):
     tr = make(tiny_dir, max_input_tokens=40)
     sents = [en for en, _ in corpus if 12 <= tr.count_tokens(en) <= 25][:5]
-    paragraph = " ".join(sents)
+    paragraph = "  ".join(sents)  # two spaces between sentences: they come back between translations
     assert tr.count_tokens(paragraph) > 40
     calls = spy_generate(tr)
     out = tr.translate([paragraph, sents[0]])
     assert all(c["width"] <= 40 for c in calls)
     chunks = split_long(paragraph, tr.count_tokens, 40)
-    assert len(chunks) >= 3 and all(tr.count_tokens(c) <= 40 for c in chunks)
-    assert out[0] == " ".join(tr.translate_naive(chunks))
+    assert len(chunks) >= 3
+    assert out[0] == "  ".join(tr.translate_naive([c.strip() for c in chunks]))
     assert out[1] == tr.translate_naive([sents[0]])[0]
-    # a run-on text with no sentence ends falls back to whitespace splits
+    # a run-on text with no sentence ends falls back to clauses and words
     runon = " ".join(s.rstrip(".!?") for s in sents).lower()
     pieces = split_long(runon, tr.count_tokens, 40)
-    assert len(pieces) > 1 and all(tr.count_tokens(p) <= 40 for p in pieces)
+    assert len(pieces) > 1 and all(tr.count_tokens(p.strip()) <= 40 for p in pieces)
     assert CYRILLIC.search(tr.translate([runon])[0])
+
+
+def tiny_profile_translation() -> TranslationConfig:
+    """configs/tiny.yaml's translation section (read alone: other sections are not this test's)."""
+    import yaml
+
+    section = yaml.safe_load((REPO / "configs" / "tiny.yaml").read_text())["translation"]
+    return TranslationConfig(**section)
+
+
+def test_default_limit_comes_from_the_model(tiny_dir):
+    cfg = TranslationConfig(model=str(tiny_dir / "translator"), device="cpu")
+    assert cfg.max_input_tokens is None
+    # the tiny model has 1024 positions: (1024 - 1 - 16) / 2 inputs leave room for the output
+    assert model_input_limit(cfg) == 503
+    assert model_input_limit(cfg.model_copy(update={"length_ratio": 1.0, "length_extra": 0})) == 1023
+    resolved = resolve_config(cfg)
+    assert resolved.max_input_tokens == 503 and resolve_config(resolved) == resolved
+    assert make(tiny_dir).cfg.max_input_tokens == 503
+    # a limit in the profile wins
+    assert resolve_config(cfg.model_copy(update={"max_input_tokens": 40})).max_input_tokens == 40
+
+
+def test_profiles_do_not_cap_below_the_model(tiny_dir):
+    for name in ("tiny.yaml", "paper.yaml"):
+        section = yaml_translation(name)
+        assert section.get("max_input_tokens") is None, name  # the model decides
+    cfg = tiny_profile_translation().model_copy(update={"model": str(tiny_dir / "translator")})
+    tr = load_translator(cfg)
+    assert tr.cfg.max_input_tokens == 503
+    assert tr.translate([PYRAMIDS]) == [PYRAMIDS_RU]  # whole, not cut at a word
+
+
+def yaml_translation(name: str) -> dict:
+    import yaml
+
+    return yaml.safe_load((REPO / "configs" / name).read_text())["translation"]
+
+
+def test_model_without_positions_needs_a_limit():
+    class Config:
+        max_position_embeddings = None
+
+    with pytest.raises(ValueError, match="max_input_tokens"):
+        model_input_limit(TranslationConfig(model="m"), Config())
+    assert model_positions(type("C", (), {"max_source_positions": 512, "max_target_positions": 256})()) == (512, 256)
+
+
+def test_max_new_tokens_stays_within_the_decoder_positions(translator):
+    translator.load()
+    assert translator.max_new_tokens(503) == 1022 <= 1023
+    assert translator.max_new_tokens(900) == 1023  # a hand-set limit above the default
+
+
+# --------------------------------------------------------------------------- resolved ids
+
+
+def test_translator_id_is_the_resolved_one(tiny_dir, tmp_path):
+    """What `ruinstruct translate` does (a profile's "auto" device and dtype, no limit): the id
+    that keys the cache must name fp32 on CPU, so a shared --cache never serves CPU fp32
+    translations as bf16 ones (or the other way round)."""
+    import sqlite3
+
+    from ruinstruct.schema import make_dialog
+    from ruinstruct.translate.cache import ParagraphCache
+    from ruinstruct.translate.dialogs import translate_dialogs
+
+    cfg = TranslationConfig(model=str(tiny_dir / "translator"))  # device/dtype "auto"
+    assert (cfg.device, cfg.dtype, cfg.max_input_tokens) == ("auto", "auto", None)
+    resolved = resolve_config(cfg)
+    assert (resolved.device, resolved.dtype, resolved.max_input_tokens) == ("cpu", "float32", 503)
+    tr = load_translator(cfg)
+    assert tr.id == resolved.translator_id != cfg.translator_id
+    assert tr.id == translator_id(cfg.model_copy(update={"device": "cpu", "dtype": "float32", "max_input_tokens": 503}))
+    assert tr.id != translator_id(resolved.model_copy(update={"dtype": "bfloat16"}))
+    dialog = make_dialog(id="d:1", source="d", license="MIT", messages=[{"role": "user", "content": PYRAMIDS}])
+    with ParagraphCache(tmp_path, tr.id) as cache:
+        out, _ = translate_dialogs([dialog], tr, cache)
+    assert out[0]["meta"]["translator"] == tr.id
+    with sqlite3.connect(tmp_path / "paragraphs.sqlite3") as conn:
+        assert conn.execute("SELECT DISTINCT translator FROM paragraphs").fetchall() == [(resolved.translator_id,)]
+    conn.close()
+
+
+# --------------------------------------------------------------------------- scores
+
+
+def teacher_forced_mean(tr: HFTranslator, text: str) -> tuple[str, float]:
+    """`text` translated alone, and the mean log-probability of the generated tokens recomputed
+    by one forward pass over them (the forced language token left out, the end token in)."""
+    src = torch.tensor(tr.encode([text]))
+    seq = tr._generate(src, torch.ones_like(src), tr.max_new_tokens(src.shape[1])).sequences
+    ids = seq[0].tolist()
+    eos = tr.model.generation_config.eos_token_id
+    end = ids.index(eos, 1) + 1 if eos in ids[1:] else len(ids)
+    with torch.no_grad():
+        logits = tr.model(input_ids=src, decoder_input_ids=seq[:, : end - 1]).logits
+    lp = torch.log_softmax(logits.float(), -1).gather(-1, seq[:, 1:end, None])[0, :, 0]
+    text_out = tr.tokenizer.decode([t for t in ids[1:] if t not in tr._drop_ids], skip_special_tokens=True)
+    return text_out.strip(), lp[1:].mean().item()
+
+
+@pytest.mark.parametrize("beams", [1, 3])
+def test_scores_are_the_mean_token_logprob(tiny_dir, corpus, beams):
+    tr = make(tiny_dir, num_beams=beams, max_batch_size=4)
+    texts = [corpus[0][0], corpus[7][0], "Zebra quantum lollipop frobnicates the wardrobe.", PYRAMIDS, corpus[3][0]]
+    scored = tr.translate_scored(texts + [""])
+    assert [t.text for t in scored] == tr.translate(texts + [""])
+    assert scored[-1] == Translation("", None)
+    for text, (out, lp) in zip(texts, scored, strict=False):
+        alone, expected = teacher_forced_mean(tr, text)
+        assert out == alone  # batching (and beam rows of other texts) changed nothing
+        assert lp is not None and lp <= 0
+        assert lp == pytest.approx(expected, abs=1e-4), (text, out)
+    # a sentence the tiny model knows is far more certain than nonsense
+    assert scored[0].logprob > -0.05 > -0.3 > scored[2].logprob
+
+
+def test_score_of_a_split_text_weighs_its_chunks_by_tokens(tiny_dir, corpus):
+    tr = make(tiny_dir, max_input_tokens=40)
+    sents = [en for en, _ in corpus if 12 <= tr.count_tokens(en) <= 25][:4]
+    paragraph = " ".join(sents)
+    chunks = [c.strip() for c in split_long(paragraph, tr.count_tokens, 40)]
+    assert len(chunks) >= 2
+    parts = [tr._run_batch([ids])[0] for ids in tr.encode(chunks)]  # (text, log-prob sum, tokens)
+    expected = sum(p.logprob_sum for p in parts) / sum(p.tokens for p in parts)
+    assert expected != pytest.approx(sum(p.logprob_sum / p.tokens for p in parts) / len(parts), abs=1e-6)
+    assert tr.translate_scored([paragraph])[0] == (" ".join(p.text for p in parts), pytest.approx(expected, abs=1e-6))
+
+
+def test_any_translator_can_be_asked_for_scores():
+    class Plain:
+        id = "plain"
+
+        def translate(self, texts):
+            return [t.upper() for t in texts]
+
+    assert translate_scored(Plain(), ["a", "b"]) == [Translation("A", None), Translation("B", None)]
+    assert isinstance(Plain(), Translator) and not isinstance(Plain(), ScoringTranslator)
+    assert isinstance(HFTranslator(TranslationConfig(model="m", device="cpu", dtype="float32", max_input_tokens=64)), ScoringTranslator)
 
 
 # --------------------------------------------------------------------------- CUDA OOM handling

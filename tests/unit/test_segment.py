@@ -332,3 +332,20 @@ def test_real_instruct_samples_round_trip():
     for text in texts:
         n_units += sum(p.translate for p in check_invariants(text))
     assert n_units > len(texts)
+
+
+@pytest.mark.parametrize(
+    ("text", "units"),
+    [
+        ("1. Step one:\n   ```python\n   x = 1\n   ```", ["Step one:"]),
+        # prose inside the fence: only the fence keeps it from being translated
+        (
+            "- Install it:\n\n    ```\n    Then read the manual carefully, please.\n    ```\n- Done now.",
+            ["Install it:", "Done now."],
+        ),
+        ("1. Run this:\n\t~~~\n\tplain words in the block\n\t~~~", ["Run this:"]),
+    ],
+)
+def test_indented_fence_in_a_list_item_is_protected(text, units):
+    assert "".join(p.text for p in segment(text)) == text
+    assert translatable_units(text) == units  # the fence and its body pass through verbatim

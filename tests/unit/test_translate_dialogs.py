@@ -6,9 +6,11 @@ import copy
 
 import pytest
 
+from ruinstruct.io import read_dialogs, write_dialogs
 from ruinstruct.schema import make_dialog, validate
 from ruinstruct.translate.cache import ParagraphCache
 from ruinstruct.translate.dialogs import translate_dialogs, translate_texts
+from ruinstruct.translate.engine import Translation
 
 
 class Upper:
@@ -84,7 +86,8 @@ def test_output_records_and_input_untouched():
     first = out[0]
     assert first["lang"] == "ru" and first["origin_id"] == "dolly:1"
     assert first["source"] == "dolly" and first["license"] == "CC-BY-SA-3.0"
-    assert first["meta"] == {"category": "open_qa", "translator": "fake-upper@main#0"}
+    # a translator without scores: one unknown score per translated unit
+    assert first["meta"] == {"category": "open_qa", "translator": "fake-upper@main#0", "mt_logprob": [[None], [None]]}
     assert [m["role"] for m in first["messages"]] == ["user", "assistant"]
     assert first["messages"][1]["content"] == "«GENERAL KENOBI.»"
     assert validate(first) == []
@@ -236,3 +239,84 @@ def test_translate_texts():
 def test_chunk_size_must_be_positive():
     with pytest.raises(ValueError):
         translate_dialogs([dialog(1, "Hello there.", "Bye now.")], Upper(), None, chunk_size=0)
+
+
+# --------------------------------------------------------------------------- translator scores
+
+
+class Scored(Upper):
+    """Scores each unit by its length, so every score says which unit it belongs to."""
+
+    def __init__(self, id: str = "fake-scored@main#0") -> None:
+        super().__init__(id)
+
+    def translate_scored(self, texts: list[str]) -> list[Translation]:
+        self.calls.append(list(texts))
+        return [Translation(f"«{t.upper()}»", -len(t) / 100) for t in texts]
+
+
+def score(unit: str) -> float:
+    return -len(unit) / 100
+
+
+def test_scores_per_message_per_unit_in_order():
+    answer = "First part here.\n\n```python\nprint(1)\n```\n\nSecond part, see `x`.\nFirst part here."
+    dialogs = [dialog(1, "Hello there.", answer), dialog(2, "```\ncode only\n```", "Hello there.")]
+    tr = Scored()
+    out, stats = translate_dialogs(dialogs, tr, None)
+    assert out[0]["meta"]["mt_logprob"] == [
+        [score("Hello there.")],
+        # units in order, the repeated paragraph scored again; code and `x` are not units
+        [score("First part here."), score("Second part, see"), score("First part here.")],
+    ]
+    assert out[1]["meta"]["mt_logprob"] == [[], [score("Hello there.")]]  # nothing translated: []
+    assert stats["translated"] == 3  # each distinct unit translated once
+
+
+def test_scores_come_back_from_the_cache_and_old_rows_give_none(tmp_path):
+    dialogs = [dialog(1, "How are you?", "Fine, thanks.")]
+    tr = Scored()
+    with ParagraphCache(tmp_path, tr.id) as cache:
+        first, _ = translate_dialogs(dialogs, tr, cache)
+        assert cache.get_entries(["Fine, thanks."])["Fine, thanks."].logprob == score("Fine, thanks.")
+        tr2 = Scored()
+        second, stats = translate_dialogs(dialogs, tr2, cache)
+        assert tr2.calls == [] and stats["cache_hits"] == 2
+        assert second == first
+        cache.put("How are you?", "Как дела?")  # an entry without a score, as old caches hold
+        third, _ = translate_dialogs(dialogs, Scored(), cache)
+    assert third[0]["meta"]["mt_logprob"] == [[None], [score("Fine, thanks.")]]
+
+
+def test_scores_survive_parquet_and_jsonl_round_trips(tmp_path):
+    dialogs = [dialog(1, "Hello there.", "First one.\n\n```\nx\n```\n\nSecond one."), dialog(2, "```\nx\n```", "Bye.")]
+
+    class Odd(Upper):  # scores that are not short decimals, and one unknown
+        def translate_scored(self, texts):
+            return [Translation(t, None if t == "Bye." else -1 / 3 - len(t) * 1e-7) for t in texts]
+
+    out, _ = translate_dialogs(dialogs, Odd(), None)
+    logprobs = [d["meta"]["mt_logprob"] for d in out]
+    assert logprobs[1] == [[], [None]]
+    assert isinstance(logprobs[0][1][0], float) and len(logprobs[0][1]) == 2
+    for name in ("t.parquet", "t.jsonl"):
+        write_dialogs(tmp_path / name, out)
+        back = read_dialogs(tmp_path / name)
+        assert back == out, name  # floats exact, nested lists and None kept
+        assert [d["meta"]["mt_logprob"] for d in back] == logprobs
+
+
+def test_non_finite_score_is_unknown_and_wrong_score_type_fails():
+    class Inf(Upper):
+        def translate_scored(self, texts):
+            return [Translation(t, float("-inf")) for t in texts]
+
+    out, _ = translate_dialogs([dialog(1, "Hello there.", "Bye now.")], Inf(), None)
+    assert out[0]["meta"]["mt_logprob"] == [[None], [None]]  # JSON cannot hold -inf
+
+    class BadScore(Upper):
+        def translate_scored(self, texts):
+            return [(t, "high") for t in texts]
+
+    with pytest.raises(TypeError, match="str score"):
+        translate_dialogs([dialog(1, "Hello there.", "Bye now.")], BadScore(), None)

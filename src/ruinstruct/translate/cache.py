@@ -4,7 +4,12 @@ One SQLite file (WAL mode) holds the entries of any number of translators. The k
 is sha256(translator_id + "\\0" + text), so a cache opened with another translator id never sees
 these entries; the source text and the translator id are stored beside the translation (plain
 text, no pickle) so a hit is checked against the exact text and the file can be inspected with
-the `sqlite3` shell.
+the `sqlite3` shell. Each entry also keeps the translator's score of the translation (`logprob`,
+the mean log-probability of its tokens; NULL when unknown), so a cache hit carries the same
+confidence as a fresh translation.
+
+Schema versions: files written before the `logprob` column existed are upgraded in place when
+opened (the column is added, old rows read as None), so an old cache keeps serving its entries.
 
 Safety:
 - every `put_many` is one transaction (BEGIN IMMEDIATE ... COMMIT): a process killed mid-write
@@ -18,14 +23,16 @@ Safety:
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import NamedTuple
 
-__all__ = ["CacheStats", "DEFAULT_FILENAME", "ParagraphCache", "cache_key"]
+__all__ = ["CacheEntry", "CacheStats", "DEFAULT_FILENAME", "ParagraphCache", "cache_key"]
 
 DEFAULT_FILENAME = "paragraphs.sqlite3"
 _BATCH = 500  # host parameters per SELECT (SQLite's default limit is 999 or more)
@@ -36,10 +43,20 @@ _SCHEMA = (
         translator  TEXT NOT NULL,
         source      TEXT NOT NULL,
         target      TEXT NOT NULL,
-        created     REAL NOT NULL DEFAULT (julianday('now'))
+        created     REAL NOT NULL DEFAULT (julianday('now')),
+        logprob     REAL
     ) WITHOUT ROWID""",
     "CREATE INDEX IF NOT EXISTS paragraphs_translator ON paragraphs (translator)",
 )
+# Columns added after the first release: (name, declaration) for ALTER TABLE on older files.
+_ADDED_COLUMNS = (("logprob", "REAL"),)
+
+
+class CacheEntry(NamedTuple):
+    """A cached translation and the translator's score of it (None: not recorded)."""
+
+    target: str
+    logprob: float | None
 
 
 def cache_key(text: str, translator_id: str) -> str:
@@ -82,7 +99,18 @@ class ParagraphCache:
         self._misses = 0
         self._closed = False
         conn = self._conn()
-        self._write(conn, lambda: [conn.execute(stmt) for stmt in _SCHEMA])
+        self._write(conn, lambda: self._create_or_upgrade(conn))
+
+    @staticmethod
+    def _create_or_upgrade(conn: sqlite3.Connection) -> None:
+        """Create the table, or add the columns an older file lacks. Runs inside the write
+        transaction, so two processes opening one old file do not both add a column."""
+        for stmt in _SCHEMA:
+            conn.execute(stmt)
+        have = {row[1] for row in conn.execute("PRAGMA table_info(paragraphs)")}
+        for name, decl in _ADDED_COLUMNS:
+            if name not in have:
+                conn.execute(f"ALTER TABLE paragraphs ADD COLUMN {name} {decl}")
 
     # -- connections ------------------------------------------------------------------------
 
@@ -142,22 +170,26 @@ class ParagraphCache:
 
     def get_many(self, texts: Iterable[str]) -> dict[str, str]:
         """Translations of the texts that are cached (misses are simply absent)."""
+        return {t: e.target for t, e in self.get_entries(texts).items()}
+
+    def get_entries(self, texts: Iterable[str]) -> dict[str, CacheEntry]:
+        """Translations and scores of the texts that are cached (misses are simply absent)."""
         unique = list(dict.fromkeys(texts))
         keys = {cache_key(t, self.translator_id): t for t in unique}
-        found: dict[str, str] = {}
+        found: dict[str, CacheEntry] = {}
         conn = self._conn()
         key_list = list(keys)
         for start in range(0, len(key_list), _BATCH):
             batch = key_list[start : start + _BATCH]
             marks = ",".join("?" * len(batch))
             rows = conn.execute(
-                f"SELECT key, source, target FROM paragraphs WHERE translator = ? AND key IN ({marks})",
+                f"SELECT key, source, target, logprob FROM paragraphs WHERE translator = ? AND key IN ({marks})",
                 [self.translator_id, *batch],
             ).fetchall()
-            for key, source, target in rows:
+            for key, source, target, logprob in rows:
                 text = keys[key]
                 if source == text:  # guards against a (practically impossible) hash collision
-                    found[text] = target
+                    found[text] = CacheEntry(target, logprob)
         with self._lock:
             self._hits += len(found)
             self._misses += len(unique) - len(found)
@@ -166,29 +198,40 @@ class ParagraphCache:
     def get(self, text: str) -> str | None:
         return self.get_many([text]).get(text)
 
-    def put_many(self, translations: Mapping[str, str]) -> int:
-        """Store all `translations` (text -> translation) in one transaction; returns the count."""
+    def put_many(
+        self, translations: Mapping[str, str], logprobs: Mapping[str, float | None] | None = None
+    ) -> int:
+        """Store all `translations` (text -> translation) in one transaction, each with its score
+        from `logprobs` (text -> score; absent or None: unknown); returns the count."""
+        logprobs = logprobs or {}
         rows = []
         for text, target in translations.items():
             if not isinstance(text, str) or not isinstance(target, str):
                 raise TypeError(
                     f"cache entries must be str -> str, got {type(text).__name__} -> {type(target).__name__}"
                 )
-            rows.append((cache_key(text, self.translator_id), self.translator_id, text, target))
+            score = logprobs.get(text)
+            if score is not None:
+                if isinstance(score, bool) or not isinstance(score, (int, float)):
+                    raise TypeError(f"a score must be a float or None, got {type(score).__name__}")
+                # NaN would come back as None anyway (SQLite stores it as NULL): say so here
+                score = float(score) if math.isfinite(score) else None
+            rows.append((cache_key(text, self.translator_id), self.translator_id, text, target, score))
         if not rows:
             return 0
         conn = self._conn()
         self._write(
             conn,
             lambda: conn.executemany(
-                "INSERT OR REPLACE INTO paragraphs (key, translator, source, target) VALUES (?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO paragraphs (key, translator, source, target, logprob) "
+                "VALUES (?, ?, ?, ?, ?)",
                 rows,
             ),
         )
         return len(rows)
 
-    def put(self, text: str, translation: str) -> None:
-        self.put_many({text: translation})
+    def put(self, text: str, translation: str, logprob: float | None = None) -> None:
+        self.put_many({text: translation}, {text: logprob})
 
     def __len__(self) -> int:
         (n,) = self._conn().execute(
