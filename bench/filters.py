@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT / "src"))
 from ruinstruct.filters import FilterConfig, apply_filters  # noqa: E402
 from ruinstruct.filters.base import message_pairs, paragraphs  # noqa: E402
 
+REAL_ERRORS = ROOT / "tests/fixtures/real_translation_errors.json"
 NEW_KINDS = ("changed_number", "english_sentence", "omitted_sentence", "hallucinated_sentence")
 TARGET_RECALL = 0.9
 TARGET_FALSE_REJECT = 0.02
@@ -132,14 +133,16 @@ def metrics(rows: list[dict], rejects: dict[str, list[str]]) -> dict:
 
 
 def heldout_real_translations(shared: Path) -> list[dict]:
-    """Rows (label good) of real machine translations the filters were never tuned on: the 80
-    MT-Bench questions (WMT21 + hand edits, both turns) and the MMLU RU test questions with their
-    options (Yandex), one line per option. Not made by our paragraph-wise translator: some lose
+    """Rows of real machine translations the filters were never tuned on: the 80 MT-Bench
+    questions (WMT21 + hand edits, both turns) and the MMLU RU test questions with their options
+    (Yandex), one line per option. Labelled good, except the rows read and found wrong
+    (tests/fixtures/real_translation_errors.json: corrupt, with their kind). Not made by our paragraph-wise translator: some lose
     line breaks or translate math/symbol lines our translator would keep verbatim."""
     from ruinstruct.schema import make_dialog
 
     data = shared / "data"
     rows: list[dict] = []
+    known_errors = {r["id"]: r["kind"] for r in json.loads(REAL_ERRORS.read_text(encoding="utf-8"))["rows"]}
 
     def add(id_: str, source: str, en_text: str, ru_text: str) -> None:
         en = make_dialog(id=id_, source=source, license="-", messages=[
@@ -147,7 +150,8 @@ def heldout_real_translations(shared: Path) -> list[dict]:
         ru = make_dialog(id=id_ + ":ru", source=source, license="-", lang="ru", origin_id=id_, messages=[
             {"role": "user", "content": ru_text}, {"role": "assistant", "content": "Хорошо."}])
         # the "OK." turn only makes a valid dialog: OpusFilter (which sees text pairs) skips it
-        rows.append({"id": id_, "label": "good", "kind": f"{source}_real", "en": en, "ru": ru, "compare_messages": 1})
+        label, kind = ("corrupt", known_errors[id_]) if id_ in known_errors else ("good", f"{source}_real")
+        rows.append({"id": id_, "label": label, "kind": kind, "en": en, "ru": ru, "compare_messages": 1})
 
     def read(path: Path) -> list[dict]:
         return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]

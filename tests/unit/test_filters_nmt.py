@@ -25,6 +25,7 @@ from ruinstruct.filters import (
     filter_report_markdown,
 )
 from ruinstruct.filters.base import Filter, MessagePair, ParagraphPair
+from ruinstruct.filters.length import align
 from ruinstruct.filters.numbers import compare, number_words
 from ruinstruct.filters.report import score_distribution
 from ruinstruct.filters.text import sentences
@@ -326,3 +327,86 @@ def test_new_kinds_recall_and_false_rejects(new_kind_rows):
     good = [r for r in new_kind_rows if r["label"] == "good"]
     assert sum(r["ru"]["id"] in rejected for r in good) / len(good) <= 0.02
     assert all(r["ru"]["id"] in rejected for r in new_kind_rows if r["kind"] == "real_omission")
+
+
+# ---- length: sentences aligned by length ----------------------------------------------------------
+
+EN_4 = ("Sure, I think it is probably because of a mix of factors. First off, the environment for Native "
+        "American people can be stressful, which can make alcohol abuse more of a temptation. Also, there is "
+        "some speculation that American Indians might have different genes which affect how alcohol affects "
+        "them. But I do not think we have a really firm explanation yet.")
+RU_4 = ("Конечно, я думаю, что это, вероятно, из-за сочетания факторов. Во-первых, среда для коренных "
+        "американцев может быть стрессовой, что может сделать злоупотребление алкоголем более соблазнительным. "
+        "Кроме того, есть некоторые предположения, что у американских индейцев могут быть разные гены, которые "
+        "влияют на то, как алкоголь влияет на них. Но я не думаю, что у нас еще есть действительно твердое "
+        "объяснение.")
+
+
+def test_length_alignment_finds_a_short_sentence_missing_from_a_long_paragraph():
+    assert kinds(LengthFilter(), EN_4, RU_4) == []
+    dropped = RU_4[RU_4.index("Во-первых"):]
+    # the paragraph ratio alone (0.96) is inside the calibrated band; the lengths of the three
+    # remaining sentences match the last three of the source one to one
+    reasons = LengthFilter().check(*reversed(pair(EN_4, dropped))).reasons
+    assert [x.kind for x in reasons] == ["length/omission"]
+    assert "missing: 'Sure, I think it is probably because of a mix of factors.'" in reasons[0].detail
+    # the sentence count rule alone (no gaps allowed in the alignment) keeps it
+    assert kinds(LengthFilter(FilterConfig(length={"gap_prior": 1e-12})), EN_4, dropped) == []
+
+
+def test_length_a_sentence_split_at_a_colon_is_not_an_addition():
+    en = ("- TechRadar's review of the latest iPhone: The new iPhone is a stunning triumph of engineering that "
+          "sets a new bar for smartphone performance and camera quality. However, the incremental design and "
+          "high price mean it lacks the 'wow' factor of previous iPhones. Still, its power and intelligence "
+          "are unrivaled.")
+    ru = ("- Обзор новейшего iPhone от TechRadar. Новый iPhone — это потрясающий триумф инженерной мысли, "
+          "который устанавливает новую планку производительности смартфонов и качества камеры. Тем не менее, "
+          "инкрементный дизайн и высокая цена означают, что ему не хватает «вау-фактора» предыдущих iPhone. "
+          "Тем не менее, его сила и интеллект не имеют себе равных.")
+    assert kinds(LengthFilter(), en, ru) == []
+    # the same translation with its last sentence gone is an omission, colon or not
+    assert kinds(LengthFilter(), en, ru[: ru.rindex(" Тем не менее")]) == ["length/omission"]
+
+
+def test_align_beads():
+    cfg = FilterConfig().length
+    kw = {"ratio": cfg.sentence_ratio, "var": cfg.sentence_var, "gap_prior": cfg.gap_prior}
+    one_to_one = [(b.i, b.a, b.j, b.b) for b in align([50, 120, 80], [53, 128, 85], **kw)]
+    assert one_to_one == [(0, 1, 0, 1), (1, 1, 1, 1), (2, 1, 2, 1)]
+    merged = [(b.i, b.a, b.j, b.b) for b in align([50, 120, 80], [180, 85], **kw)]
+    assert merged == [(0, 2, 0, 1), (2, 1, 1, 1)]
+    lost = [(b.i, b.a, b.j, b.b) for b in align([60, 130, 140, 90], [135, 150, 95], **kw)]
+    assert lost == [(0, 1, 0, 0), (1, 1, 0, 1), (2, 1, 1, 1), (3, 1, 2, 1)]
+    added = [(b.i, b.a, b.j, b.b) for b in align([130, 140, 90], [135, 150, 60, 95], **kw)]
+    assert added == [(0, 1, 0, 1), (1, 1, 1, 1), (2, 0, 2, 1), (2, 1, 3, 1)]
+    assert len(align([40] * 3000, [42] * 3000, **kw)) == 3000  # banded: linear in the length
+
+
+# ---- numbers: compounds --------------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    ("en", "ru"),
+    [
+        ("Picture yourself as a 100-years-old tree.", "Представьте, что вы столетнее дерево."),
+        ("A 3-story house with a 12-hour guard.", "Трёхэтажный дом с двенадцатичасовой охраной."),
+        ("It took 21 days.", "Это заняло двадцать один день."),
+        ("It took twenty-one days.", "Это заняло 21 день."),
+        ("A three-day trip for 5 people.", "Поездка на 3 дня для пяти человек."),
+        ("The 1000-year history.", "Тысячелетняя история."),
+    ],
+)
+def test_numbers_read_compound_number_words(en, ru):
+    assert kinds(NumbersFilter(), en, ru) == []
+
+
+@pytest.mark.parametrize(
+    ("en", "ru", "kind"),
+    [
+        ("It took 21 days.", "Это заняло двадцать дней.", "numbers/missing"),  # "двадцать" is 20, not 21
+        ("It took twenty-one days.", "Это заняло 20 дней.", "numbers/added"),
+        ("A 3-story house.", "Пятиэтажный дом.", "numbers/missing"),
+        ("He held 7 seminars.", "Он провёл семинары.", "numbers/missing"),  # "семинар" is no "семи-" compound
+    ],
+)
+def test_numbers_compound_words_do_not_hide_a_changed_number(en, ru, kind):
+    assert kinds(NumbersFilter(), en, ru) == [kind]

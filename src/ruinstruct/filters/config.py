@@ -227,7 +227,8 @@ class NumbersConfig(_Section):
         default=True,
         description="a number written in digits on one side may be a word on the other ('three' -> '3', "
         "'5' -> 'пяти'): cardinals and ordinals 0-20, the tens, 100 and 1000, in every Russian case form "
-        "num2words generates",
+        "num2words generates, English 21-99 ('twenty-one'), tens + unit ('двадцать один') and Russian "
+        "compounds of a measure ('столетний' for '100-year-old', 'трёхэтажный')",
     )
     max_mismatches: int = Field(
         default=0, ge=0, description="numbers per paragraph allowed to differ (changed, missing or new)"
@@ -264,7 +265,7 @@ class UntranslatedConfig(_Section):
 
 
 class LengthConfig(_Section):
-    """Omissions and hallucinations: per paragraph pair, sentence count and length ratio.
+    """Omissions and hallucinations: per paragraph pair, length ratio and sentences aligned by length.
 
     Calibrated on real EN->RU machine translations (see filters/length.py for the figures)."""
 
@@ -294,6 +295,25 @@ class LengthConfig(_Section):
         le=1,
         description="with fewer (more) sentences than the source, the paragraph fails when it lost (gained) "
         "at least this share of the length the missing (extra) sentences account for",
+    )
+    sentence_ratio: float = Field(
+        default=1.06,
+        gt=0,
+        description="expected Russian/English character ratio of a sentence, for aligning the sentences of a "
+        "paragraph pair by length (Gale & Church's c)",
+    )
+    sentence_var: float = Field(
+        default=2.0,
+        gt=0,
+        description="variance of (Russian length - sentence_ratio * English length) per English character "
+        "(Gale & Church's s2)",
+    )
+    gap_prior: float = Field(
+        default=0.005,
+        gt=0,
+        lt=1,
+        description="prior probability of a sentence with no counterpart on the other side; a source sentence "
+        "left alone on the cheapest alignment is an omission, a translated one an addition",
     )
 
 

@@ -5,9 +5,12 @@ conventions: English "1,000" / "3.5" and Russian "1 000" (also with a no-break o
 "3,5" are the same numbers. A separator that could be either ("1,500" in a Russian text, "1.000")
 matches both readings. A number in digits on one side may be a number word on the other
 ("three" -> "3", "5" -> "пяти"); the words known are the cardinals and ordinals 0-20, the tens,
-100 and 1000 in English and, in Russian, every case, gender and number form num2words generates
-for them ("двух", "двумя", "третьего"), and Roman numerals II-XXXIX ("XIX век"). Compound words ("twenty-one", "двадцать один") are not
-read: a paragraph that spells one out on one side and writes digits on the other fails.
+100 and 1000 in English (with 21-99 as num2words hyphenates them, "twenty-one") and, in Russian,
+every case, gender and number form num2words generates for them ("двух", "двумя", "третьего"),
+and Roman numerals II-XXXIX ("XIX век"). A tens word followed by a unit word ("двадцать один",
+"twenty one") is their sum. Parts of a hyphenated word count ("three-day", "пяти-шести"), and
+so does a numeral stem opening a Russian compound of a measure ("столетнее" for "100-years-old",
+"трёхэтажный", "пятиминутный", "тысячелетие"): Russian writes those as one word.
 
 A number changed, dropped or invented rejects, naming the number.
 """
@@ -82,9 +85,10 @@ def number_words() -> dict[str, dict[str, frozenset[Decimal]]]:
         if " " not in w:  # compound numerals are not read (module docstring)
             table[lang].setdefault(w, set()).add(Decimal(n))
 
-    for n in _WORD_VALUES:
+    for n in sorted({*range(0, 100), *_WORD_VALUES}):  # 21-99 are one hyphenated word in English
         for to in ("cardinal", "ordinal"):
             add("en", num2words(n, lang="en", to=to), n)
+    for n in _WORD_VALUES:
         for case in ("n", "g", "d", "a", "i", "p"):
             for gender in ("m", "f", "n"):
                 for plural in (False, True):
@@ -108,10 +112,69 @@ def number_words() -> dict[str, dict[str, frozenset[Decimal]]]:
     return {lang: {w: frozenset(v) for w, v in t.items()} for lang, t in table.items()}
 
 
+#: Russian numeral stems that open a compound adjective or noun ("сто|летний", "двух|этажный"):
+#: the genitive of the numeral, plus the forms compounds use instead ("одно", "дву", "сто", "тысяче")
+_RU_STEMS = {"одно": 1, "дву": 2, "сто": 100, "тысяче": 1000, "полу": None}
+#: the second half of such a compound: measures of time, size, count (a word that merely starts
+#: like a numeral, "семинар", "сорока", "сторона", never reaches this list)
+_RU_COMPOUND_ROOTS = (
+    "лет", "летн", "годичн", "веков", "месяч", "недельн", "днев", "час", "минут", "секунд",
+    "метр", "километр", "сантиметр", "градус", "процент", "тонн", "литр", "граммов", "комнатн",
+    "мест", "этаж", "крат", "раз", "уровнев", "мерн", "сторон", "уголь", "значн", "томн",
+    "серийн", "ступенчат", "цветн", "голосн", "ходов", "колесн", "цилиндров", "ядерн", "слойн",
+    "звездочн", "звёздочн", "кратн", "летие", "полосн", "местн",
+)
+
+
+@lru_cache(maxsize=1)
+def _ru_stems() -> list[tuple[str, Decimal]]:
+    """(stem, value), longest first, so "двенадцати" is not read as "дву"+..."""
+    from num2words import num2words
+
+    stems = {w: Decimal(n) for w, n in _RU_STEMS.items() if n is not None}
+    for n in _WORD_VALUES:
+        if n:
+            stems.setdefault(num2words(n, lang="ru", case="g").replace("ё", "е"), Decimal(n))
+    return sorted(stems.items(), key=lambda t: -len(t[0]))
+
+
+def _compound_value(word: str) -> frozenset[Decimal] | None:
+    """The number a Russian compound word opens with ("столетнее" -> 100), None if it does not."""
+    for stem, n in _ru_stems():
+        if word.startswith(stem) and word[len(stem):].startswith(_RU_COMPOUND_ROOTS):
+            return frozenset({n})
+    return None
+
+
+def _value_of(word: str, table: dict[str, frozenset[Decimal]], lang: str) -> frozenset[Decimal] | None:
+    if word in table:
+        return table[word]
+    if lang == "ru":
+        return _compound_value(word)
+    return None
+
+
 def word_numbers(text: str, lang: str) -> list[frozenset[Decimal]]:
-    """The values of the number words of `text`, one entry per word."""
+    """The values of the number words of `text`, one entry per number written in words."""
     table = number_words()[lang]
-    return [table[w] for w in _WORD_RE.findall(text.lower().replace("ё", "е")) if w in table]
+    out: list[frozenset[Decimal]] = []
+    tens_open = False  # the last entry was a bare tens word a unit word may complete
+    for token in _WORD_RE.findall(text.lower().replace("ё", "е")):
+        whole = _value_of(token, table, lang)
+        parts = [whole] if whole is not None else [_value_of(w, table, lang) for w in token.split("-")]
+        for v in parts:
+            if v is None:
+                tens_open = False
+                continue
+            tens = [x for x in v if 20 <= x <= 90 and x % 10 == 0]
+            units = [x for x in v if 1 <= x <= 9]
+            if tens_open and units and len(token.split("-")) == 1:
+                out[-1] = frozenset(t + u for t in out[-1] for u in units)
+                tens_open = False
+                continue
+            out.append(v)
+            tens_open = bool(tens) and "-" not in token
+    return out
 
 
 def _forgive(unmatched: list[tuple[str, frozenset[Decimal]]], spare: list[frozenset[Decimal]]) -> list[str]:
