@@ -53,15 +53,19 @@ def shard_relpath(config_file: Path, source: str, index: int, scratch: Path) -> 
     return Path(refs[index]["path"]).relative_to(scratch / "shards")
 
 
-def assert_counts(report: dict, limit: int) -> None:
+def assert_counts(report: dict, paths: RunPaths) -> None:
     """The report's own numbers add up, source by source, and match the dataset it describes."""
-    t = report["totals"]
+    from ruinstruct.io import read_dialogs
+
+    rows = [d for split in ("train", "validation") for d in read_dialogs(paths.final_split(split))]
     assert set(report["per_source"]) == {"dolly", "oasst1", "chip2"}
     for src, r in report["per_source"].items():
-        assert r["dialogs"] == r["to_translate"] == r["translated"] == limit, (src, r)
+        assert 0 < r["dialogs"] <= LIMIT and r["dialogs"] == r["to_translate"] == r["translated"], (src, r)
         assert r["translated"] == r["ru_kept"] + r["filtered_out"], (src, r)
         assert r["final"] == r["dialogs"] + r["ru_kept"] - r["duplicates"] - r["capped"], (src, r)
-    assert report["splits"]["train"] + report["splits"]["validation"] == t["final"] > limit
+        assert r["final_en"] == sum(d["source"] == src and d["lang"] == "en" for d in rows), (src, r)
+        assert r["final_ru"] == sum(d["source"] == src and d["lang"] == "ru" for d in rows), (src, r)
+    assert report["splits"]["train"] + report["splits"]["validation"] == report["totals"]["final"] == len(rows)
 
 
 def read_task_runs(flow_run_id) -> list[Any]:
@@ -187,7 +191,7 @@ def test_retry_of_failed_deployment_run_recomputes_only_the_failed_shard(
     paths = RunPaths(root)
     report = json.loads(paths.report.read_text())
     assert report["failed_shards"] == []
-    assert_counts(report, LIMIT)
+    assert_counts(report, paths)
     assert (paths.final / "README.md").exists() and paths.final_split("train").exists()
 
 
@@ -209,5 +213,5 @@ def test_project_prefect_yaml_deploys_and_runs_on_the_worker(prefect_server, pro
     )
     paths = RunPaths(root)
     report = json.loads(paths.report.read_text())
-    assert_counts(report, LIMIT)
+    assert_counts(report, paths)
     assert (paths.final / "README.md").exists()

@@ -79,6 +79,16 @@ def test_killed_run_resumes_to_the_same_dataset(tmp_path, tiny_dir):
         b = cp.final_split(split).read_bytes()
         assert a == b, split
     clean_report = json.loads(cp.report.read_text())
+    # the CLI ends with the run's summary (not a JSON dict), then the output paths
+    from ruinstruct.stages.data import summary_lines
+
+    summary = summary_lines(clean_report)
+    assert summary[0].startswith("records read: ") and summary[-1].startswith("final: en ")
+    lines = [line for line in out.splitlines() if line.strip()]
+    assert summary[0] in lines and "{}" not in lines, out[-2000:]
+    i = lines.index(summary[0])
+    assert lines[i:i + len(summary) + 3] == [
+        *summary, f"dataset: {cp.final}", f"rejects: {cp.rejects}", f"report:  {cp.report}"], out[-2000:]
     assert report["totals"] == clean_report["totals"]
     # nothing translated before the kill was translated again: the resumed run sent fewer
     # paragraphs to the model than a clean run (finished shards and the paragraph cache)
