@@ -87,8 +87,9 @@ def test_killed_run_resumes_to_the_same_dataset(tmp_path, tiny_dir):
     lines = [line for line in out.splitlines() if line.strip()]
     assert summary[0] in lines and "{}" not in lines, out[-2000:]
     i = lines.index(summary[0])
+    shown = RunPaths(cp.root.resolve())  # the CLI prints the resolved root
     assert lines[i:i + len(summary) + 3] == [
-        *summary, f"dataset: {cp.final}", f"rejects: {cp.rejects}", f"report:  {cp.report}"], out[-2000:]
+        *summary, f"dataset: {shown.final}", f"rejects: {shown.rejects}", f"report:  {shown.report}"], out[-2000:]
     assert report["totals"] == clean_report["totals"]
     # nothing translated before the kill was translated again: the resumed run sent fewer
     # paragraphs to the model than a clean run (finished shards and the paragraph cache)
