@@ -65,3 +65,19 @@ def test_real_cuda_oom_halves_the_batch_and_keeps_every_output(tiny_dir):
     assert tr.oom_retries > retries_before
     assert tr.generate_calls - calls_before > 1
     assert out == reference
+
+
+def test_scores_on_cuda_agree_with_cpu(tiny_dir):
+    """The translator's scores are recorded on the device during generate(): fp32 on CUDA gives
+    the CPU's scores, and bf16 gives finite, non-positive ones."""
+    import math
+
+    sents = [en for en, _ in load_corpus()][:64]
+    cpu = HFTranslator(cfg(tiny_dir, device="cpu", dtype="float32")).translate_scored(sents)
+    gpu = HFTranslator(cfg(tiny_dir, device="cuda", dtype="float32")).translate_scored(sents)
+    same = [(a, b) for a, b in zip(cpu, gpu, strict=True) if a.text == b.text]
+    assert len(same) >= 0.95 * len(sents)
+    for a, b in same:
+        assert b.logprob == pytest.approx(a.logprob, abs=1e-3)
+    half = HFTranslator(cfg(tiny_dir, device="cuda", dtype="bfloat16")).translate_scored(sents)
+    assert all(t.logprob is not None and math.isfinite(t.logprob) and t.logprob <= 0 for t in half)
