@@ -34,6 +34,18 @@ def _transient(task, task_run, state) -> bool:
     return isinstance(exc, BaseException) and is_retryable(exc)
 
 
+def _not_a_user_error(task, task_run, state) -> bool:
+    """A shard retries once on anything that may pass the second time (a device error, memory),
+    but not on an error that names bad input or a missing file: that would fail again."""
+    from ruinstruct.errors import describe
+
+    try:
+        exc = state.result(raise_on_failure=False)
+    except Exception:  # noqa: BLE001
+        return True
+    return not (isinstance(exc, Exception) and describe(exc) is not None)
+
+
 @task(
     name="load-source",
     retries=3,
@@ -83,6 +95,7 @@ def shard_result_storage(root: str) -> LocalFileSystem:
     name="translate-shard",
     retries=1,
     retry_delay_seconds=2,
+    retry_condition_fn=_not_a_user_error,
     persist_result=True,
     result_serializer="json",
     tags=["translation"],

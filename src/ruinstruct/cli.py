@@ -92,12 +92,20 @@ def _config(path: Path, output: Path | None = None):
 
 def _run_flow(flow_fn, config) -> Any:
     from .config import RunConfig
+    from .errors import describe
     from .runtime import set_hf_offline
+    from .stages.data import preflight
 
     assert isinstance(config, RunConfig)
+    preflight(config)  # a missing path fails here in one line, before Prefect starts
     set_hf_offline(config.data.hf_offline)  # before the flow imports `datasets`
     state = flow_fn(config=config, return_state=True)
     if not state.is_completed():
+        exc = state.result(raise_on_failure=False)
+        message = describe(exc) if isinstance(exc, Exception) else None
+        if message is not None:  # an expected error raised inside a task (bad input, a license)
+            typer.secho(message, fg="red", err=True)
+            raise typer.Exit(2)
         typer.secho(f"flow {state.name}: {state.message}", fg="red", err=True)
         raise typer.Exit(1)
     return state.result()

@@ -43,6 +43,11 @@ class SpyTranslator:
         self.state.texts += len(texts)
         return self.inner.translate(texts)
 
+    def translate_scored(self, texts):
+        self.state.calls += 1
+        self.state.texts += len(texts)
+        return self.inner.translate_scored(texts)
+
 
 @pytest.fixture
 def spy(monkeypatch):

@@ -157,7 +157,7 @@ def run_cli(*args, cwd: Path, env: dict | None = None) -> subprocess.CompletedPr
 
 
 @pytest.fixture
-def user_dir(tmp_path):
+def user_dir(tmp_path, tiny_dir):
     """A working folder with one valid dialog file and a profile with a typo in a field name."""
     write_jsonl(tmp_path / "ok.jsonl", [dialog(0, "How do I boil an egg?", "Ten minutes in boiling water.")])
     raw = yaml.safe_load((REPO / "configs/tiny.yaml").read_text())
@@ -165,6 +165,11 @@ def user_dir(tmp_path):
         s["path"] = str((REPO / "configs" / s["path"]).resolve())
     raw["translation"]["num_beam"] = 2  # num_beams
     (tmp_path / "typo.yaml").write_text(yaml.safe_dump(raw))
+    del raw["translation"]["num_beam"]
+    raw["translation"]["model"] = str(tiny_dir / "translator")
+    raw["data"]["sources"][1]["path"] = "./no-such-oasst.jsonl"
+    (tmp_path / "missing_source.yaml").write_text(yaml.safe_dump(raw))
+    (tmp_path / "all_bad.jsonl").write_text('{"id": "x"}\n{not json\n')
     return tmp_path
 
 
@@ -177,6 +182,11 @@ ERROR_CASES = {
                               "--rejected", "r.jsonl"], "ru.jsonl"),
     "config field typo": (["data", "--config", "typo.yaml"], "translation.num_beam"),
     "missing config": (["mix", "--config", "./nowhere/profile.yaml"], "nowhere/profile.yaml"),
+    # checked before Prefect starts: no task traceback in the log
+    "missing source file": (["data", "--config", "missing_source.yaml", "--output", "run"],
+                            "data.sources[1].path (oasst1) not found"),
+    "no valid input": (["translate", "--model", "./no-such-model", "--input", "all_bad.jsonl", "--output",
+                        "o.jsonl"], "all_bad.jsonl: no valid dialog records (2 rejected"),
 }
 
 

@@ -431,7 +431,7 @@ def test_score_of_a_split_text_weighs_its_chunks_by_tokens(tiny_dir, corpus):
     parts = [tr._run_batch([ids])[0] for ids in tr.encode(chunks)]  # (text, log-prob sum, tokens)
     expected = sum(p.logprob_sum for p in parts) / sum(p.tokens for p in parts)
     assert expected != pytest.approx(sum(p.logprob_sum / p.tokens for p in parts) / len(parts), abs=1e-6)
-    assert tr.translate_scored([paragraph])[0] == (" ".join(p.text for p in parts), pytest.approx(expected, abs=1e-6))
+    assert tr.translate_scored([paragraph])[0] == (" ".join(p.text for p in parts), pytest.approx(expected, abs=1e-4))
 
 
 def test_any_translator_can_be_asked_for_scores():

@@ -16,6 +16,7 @@ from typing import Any
 
 from .. import runtime
 from ..config import FilterConfig, RunConfig, SourceConfig, TranslationConfig, resolve_config
+from ..errors import UserError
 from ..io import read_dialogs, read_json, rejects_path, write_dialogs, write_json, write_jsonl
 from ..paths import RunPaths, stats_sidecar
 from ..schema import Dialog, content_hash
@@ -25,7 +26,7 @@ log = logging.getLogger(__name__)
 PathLike = str | Path
 
 
-class NoValidInput(ValueError):
+class NoValidInput(UserError, ValueError):
     """A stage was given input with not a single valid record: an error, not an empty output."""
 
 
@@ -81,6 +82,16 @@ def check_translator(cfg: TranslationConfig) -> None:
         raise FileNotFoundError(f"translation.model: no such model folder: {model}")
 
 
+def preflight(config: RunConfig) -> None:
+    """What a run can check before any work, so a typo fails in one line and not as a traceback
+    from inside a task: the translator folder and every local source path exist."""
+    if any(s.translate for s in config.data.sources):
+        check_translator(config.translation)
+    for i, src in enumerate(config.data.sources):
+        if src.path:
+            require_file(src.path, f"data.sources[{i}].path ({src.name})")
+
+
 def prepare_run(
     config: RunConfig | None = None, config_file: PathLike | None = None, output: PathLike | None = None
 ) -> DataRun:
@@ -89,8 +100,8 @@ def prepare_run(
     config = resolve_config(config, config_file, output)
     runtime.set_hf_offline(config.data.hf_offline)  # before `datasets` is first imported
     translation = config.translation
+    preflight(config)
     if any(s.translate for s in config.data.sources):
-        check_translator(translation)
         translation = resolve_translation(translation)
     return DataRun(config=config, translation=translation)
 

@@ -35,6 +35,9 @@ from ..config import TranslationConfig
 log = logging.getLogger(__name__)
 
 
+SCORE_DECIMALS = 4
+
+
 class Translation(NamedTuple):
     """A translation and its score: the mean log-probability of the generated tokens (the
     forced target-language token excluded, the end-of-sequence token included); None when the
@@ -459,7 +462,9 @@ class HFTranslator:
             total = sum(g.logprob_sum for g, _, _ in parts)  # type: ignore[union-attr]
             n = sum(g.tokens for g, _, _ in parts)  # type: ignore[union-attr]
             known = n > 0 and all(g.tokens > 0 for g, _, _ in parts) and math.isfinite(total)  # type: ignore[union-attr]
-            done[t] = Translation(text, total / n if known else None)
+            # 4 decimals: a score's low bits depend on the batch's padding, which depends on which
+            # shard reached a shared paragraph first; rounded, the same config gives the same bytes.
+            done[t] = Translation(text, round(total / n, SCORE_DECIMALS) if known else None)
         return [done.get(t, Translation(t, None)) for t in texts]
 
 
