@@ -135,16 +135,26 @@ class TranslationConfig(Strict):
     """The translator and its generation settings (all of them feed the shard cache key)."""
 
     model: str = Field(default="facebook/wmt21-dense-24-wide-en-x", description="HF id or local dir")
-    revision: str | None = None
-    src_lang: str = "en"
-    tgt_lang: str = "ru"
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    revision: str | None = Field(
+        default=None, description="model revision on the hub (branch, tag or commit); unset: main. Part of the translator id"
+    )
+    src_lang: str = Field(
+        default="en",
+        description="language code of the dialogs that are translated (dialogs in other languages go to the mix as "
+        "they are); the tokenizer's source language",
+    )
+    tgt_lang: str = Field(
+        default="ru", description="language code of the translations (the decoder's forced first token)"
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field(default="auto", description="auto: CUDA when available, else CPU")
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
         default="auto", description="auto: bf16 (or fp16) on CUDA, fp32 on CPU"
     )
-    num_beams: int = Field(default=1, ge=1)
+    num_beams: int = Field(default=1, ge=1, description="beam search width; 1 = greedy decoding")
     max_batch_tokens: int = Field(default=4096, ge=16, description="token budget per generate batch")
-    max_batch_size: int = Field(default=64, ge=1)
+    max_batch_size: int = Field(
+        default=64, ge=1, description="most units (paragraphs or pieces) per generate batch, whatever the token budget"
+    )
     max_input_tokens: int | None = Field(
         default=None,
         ge=8,
@@ -152,9 +162,13 @@ class TranslationConfig(Strict):
         "unset: from the model's positions (engine.resolve_config)",
     )
     length_ratio: float = Field(default=2.0, gt=0, description="max_new_tokens = ratio * input + extra")
-    length_extra: int = Field(default=16, ge=0)
-    no_repeat_ngram_size: int = Field(default=0, ge=0)
-    repetition_penalty: float = Field(default=1.0, gt=0)
+    length_extra: int = Field(default=16, ge=0, description="tokens added to max_new_tokens (see length_ratio)")
+    no_repeat_ngram_size: int = Field(
+        default=0, ge=0, description="generate never repeats an n-gram of this many tokens; 0 = off"
+    )
+    repetition_penalty: float = Field(
+        default=1.0, gt=0, description="generate's penalty on tokens already produced; 1.0 = off, above 1 discourages repeats"
+    )
     shard_size: int = Field(default=256, ge=1, description="dialogs per translation shard (one task run)")
     cache_dir: str | None = Field(
         default=None, description="paragraph cache folder; default <root>/data/cache"
@@ -192,12 +206,22 @@ def _model_identity(model: str) -> str:
 
 
 class MixConfig(Strict):
+    """How the final dataset is assembled from the originals and the kept translations: exact
+    duplicates (after normalisation) dropped, per-source caps and ratios applied, then a seeded
+    train/validation split."""
+
     include_originals: bool = Field(default=True, description="mix the English originals back in")
     commercial_only: bool = Field(
         default=True, description="refuse sources whose license forbids commercial use (Saiga)"
     )
-    seed: int = 42
-    validation_fraction: float = Field(default=0.02, ge=0, lt=1)
+    seed: int = Field(
+        default=42, description="seed of the cap/ratio sampling, the split and the shuffle (same inputs and seed: same bytes)"
+    )
+    validation_fraction: float = Field(
+        default=0.02, ge=0, lt=1,
+        description="share of dialogs in the validation split (at least one dialog when above 0); an original and its "
+        "translation always land in the same split",
+    )
     caps: dict[str, int] = Field(default_factory=dict, description="max dialogs per source (after filtering)")
     ratios: dict[str, float] = Field(
         default_factory=dict, description="relative sampling weight per source (1.0 = all)"
@@ -213,7 +237,11 @@ class MixConfig(Strict):
 
 
 class DataConfig(Strict):
-    sources: list[SourceConfig] = Field(min_length=1)
+    """The input datasets of a run."""
+
+    sources: list[SourceConfig] = Field(
+        min_length=1, description="the input datasets (at least one; names unique), loaded in this order"
+    )
     hf_offline: bool = Field(default=False, description="set HF_HUB_OFFLINE/HF_DATASETS_OFFLINE")
 
     @field_validator("sources")
@@ -229,16 +257,27 @@ class DataConfig(Strict):
 class RunConfig(Strict):
     """One run. Cross-field rules are checked here, so a bad profile fails when it is loaded."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+        description="run name (letters, digits, . _ -); the default root is runs/<name>",
+    )
     root: str | None = Field(
         default=None,
         description="run root; relative to the profile file. Default: runs/<name> under the working directory",
     )
-    data: DataConfig
+    data: DataConfig = Field(description="the input sources and hub access")
     # validate_default: the cross-field checks below must run on a section left out, too
-    translation: TranslationConfig = Field(default_factory=TranslationConfig, validate_default=True)
-    filters: FilterConfig = FilterConfig()
-    mix: MixConfig = Field(default_factory=MixConfig, validate_default=True)
+    translation: TranslationConfig = Field(
+        default_factory=TranslationConfig, validate_default=True,
+        description="the translator and its generation settings",
+    )
+    filters: FilterConfig = Field(
+        default=FilterConfig(), description="the filters that drop corrupted translations, one section each"
+    )
+    mix: MixConfig = Field(
+        default_factory=MixConfig, validate_default=True,
+        description="dedup, caps, ratios and the train/validation split of the final dataset",
+    )
 
     @field_validator("translation")
     @classmethod
