@@ -21,6 +21,7 @@ import re
 from collections.abc import Iterator
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
+from typing import TypeVar
 
 from .base import Filter, ParagraphPair, Reason
 
@@ -28,6 +29,8 @@ from .base import Filter, ParagraphPair, Reason
 _SEP = r"[,.\u0020\u00a0\u202f\u2009]"
 _NUMBER_RE = re.compile(r"(?<![\d.,])\d{1,3}(?:" + _SEP + r"\d{3})+(?:[.,]\d+)?(?![\d])|(?<![\d])\d+(?:,\d{1,3}(?!\d)|\.\d+)?(?![\d])")
 _SPACES = "\u0020\u00a0\u202f\u2009"
+
+Number = tuple[str, frozenset[Decimal]]  # a number in digits as written, and its readings
 
 
 def _dec(s: str) -> Decimal | None:
@@ -65,7 +68,7 @@ def readings(token: str) -> frozenset[Decimal]:
     return frozenset(x for x in out if x is not None)
 
 
-def numbers_in(text: str) -> list[tuple[str, frozenset[Decimal]]]:
+def numbers_in(text: str) -> list[Number]:
     return [(m.group(0), readings(m.group(0))) for m in _NUMBER_RE.finditer(text)]
 
 
@@ -177,50 +180,40 @@ def word_numbers(text: str, lang: str) -> list[frozenset[Decimal]]:
     return out
 
 
-def _forgive(unmatched: list[tuple[str, frozenset[Decimal]]], spare: list[frozenset[Decimal]]) -> list[str]:
-    """Digits left over on one side, less those a spare number word of the other side accounts
-    for (each word once)."""
-    spare = list(spare)
-    out = []
-    for tok, vals in unmatched:
-        k = next((k for k, w in enumerate(spare) if w & vals), None)
-        if k is None:
-            out.append(tok)
-        else:
-            spare.pop(k)
-    return out
+def _values(x: Number | frozenset[Decimal]) -> frozenset[Decimal]:
+    return x if isinstance(x, frozenset) else x[1]
 
 
-def _spare_words(mine: list[frozenset[Decimal]], theirs: list[frozenset[Decimal]]) -> list[frozenset[Decimal]]:
-    """Number words of one side that the other side's number words do not pair with."""
-    left = list(theirs)
-    out = []
-    for w in mine:
-        k = next((k for k, t in enumerate(left) if t & w), None)
+L = TypeVar("L", Number, frozenset[Decimal])
+R = TypeVar("R", Number, frozenset[Decimal])
+
+
+def _match(left: list[L], right: list[R]) -> tuple[list[L], list[R]]:
+    """Pair each item of `left`, in order, with the first still-unpaired item of `right` that
+    shares a value with it; (unpaired of `left`, unpaired of `right`). Greedy, so not symmetric:
+    callers keep the side order they mean."""
+    rest = list(right)
+    unpaired = []
+    for a in left:
+        va = _values(a)
+        k = next((k for k, b in enumerate(rest) if _values(b) & va), None)
         if k is None:
-            out.append(w)
+            unpaired.append(a)
         else:
-            left.pop(k)
-    return out
+            rest.pop(k)
+    return unpaired, rest
 
 
 def compare(en: str, ru: str, *, words: bool = True) -> tuple[list[str], list[str]]:
     """(numbers of `en` not found in `ru`, numbers of `ru` not in `en`), each as written."""
-    unmatched_r = numbers_in(ru)
-    missing: list[tuple[str, frozenset[Decimal]]] = []
-    for tok, vals in numbers_in(en):
-        k = next((k for k, (_, rv) in enumerate(unmatched_r) if rv & vals), None)
-        if k is None:
-            missing.append((tok, vals))
-        else:
-            unmatched_r.pop(k)
-    if words and (missing or unmatched_r):
+    missing, added = _match(numbers_in(en), numbers_in(ru))
+    if words and (missing or added):
         en_words, ru_words = word_numbers(en, "en"), word_numbers(ru, "ru")
-        return (
-            _forgive(missing, _spare_words(ru_words, en_words)),
-            _forgive(unmatched_r, _spare_words(en_words, ru_words)),
-        )
-    return [t for t, _ in missing], [t for t, _ in unmatched_r]
+        # a number word the other side's words do not pair with may stand for a leftover
+        # number in digits of that other side (each word once)
+        spare_ru, spare_en = _match(ru_words, en_words)[0], _match(en_words, ru_words)[0]
+        missing, added = _match(missing, spare_ru)[0], _match(added, spare_en)[0]
+    return [t for t, _ in missing], [t for t, _ in added]
 
 
 class NumbersFilter(Filter):
