@@ -54,19 +54,6 @@ class Decision:
     def keep(self) -> bool:
         return not self.reasons
 
-    @classmethod
-    def ok(cls) -> Decision:
-        return cls()
-
-    @classmethod
-    def drop(cls, *reasons: Reason) -> Decision:
-        if not reasons:
-            raise ValueError("a drop needs a reason")
-        return cls(tuple(reasons))
-
-
-KEEP = Decision()
-
 
 @dataclass(frozen=True)
 class MessagePair:
