@@ -15,8 +15,8 @@ import pytest
 
 from ruinstruct import runtime
 from ruinstruct.config import TranslationConfig
-from ruinstruct.io import read_dialogs, read_jsonl, write_dialogs, write_jsonl
-from ruinstruct.paths import RunPaths
+from ruinstruct.io import read_dialogs, read_jsonl, write_dialogs, write_json, write_jsonl
+from ruinstruct.paths import RunPaths, stats_sidecar
 from ruinstruct.schema import make_dialog
 from ruinstruct.stages import data as stages
 
@@ -74,7 +74,70 @@ def test_shard_output_is_named_by_translator_and_shard(tmp_path):
     jobs = stages.shard_jobs([ref], paths, "m#a")
     assert [(j.out, j.refresh) for j in jobs] == [(str(out), True)]  # no output: compute
     write_dialogs(out, [])
+    # an output without its stats sidecar was killed before it finished (or is being replaced)
+    assert [j.refresh for j in stages.shard_jobs([ref], paths, "m#a")] == [True]
+    write_json(stats_sidecar(out), {"dialogs": 0, "code": stages.CODE_VERSION})
     assert [j.refresh for j in stages.shard_jobs([ref], paths, "m#a")] == [False]
+    # written by another code version: its Prefect record (if the code went back to that
+    # version) must not be served for this file
+    write_json(stats_sidecar(out), {"dialogs": 0, "code": "another-version"})
+    assert [j.refresh for j in stages.shard_jobs([ref], paths, "m#a")] == [True]
+
+
+class Upper:
+    """A translator that counts the texts sent to it."""
+
+    id = "fake-upper@main#0"
+
+    def __init__(self):
+        self.texts = 0
+
+    def translate(self, texts):
+        self.texts += len(texts)
+        return [t.upper() for t in texts]
+
+
+def test_a_new_code_version_translates_a_finished_shard_again(tmp_path, monkeypatch):
+    from ruinstruct.translate.shards import plan_shards
+
+    write_dialogs(tmp_path / "raw.parquet", [dialog(i, f"Question {i}?", f"Answer {i}.") for i in range(3)])
+    (ref,) = plan_shards("local/t", tmp_path / "raw.parquet", 10, tmp_path / "shards")
+    tr = Upper()
+    monkeypatch.setattr(runtime, "get_translator", lambda cfg, tid=None: (tr, threading.Lock()))
+    out, cache = tmp_path / "out.parquet", tmp_path / "cache"
+
+    def translate():
+        return stages.translate_shard(ref, out, TranslationConfig(), cache, tr.id)
+
+    first = translate()
+    assert (first.get("reused"), first["code"], tr.texts) == (None, stages.CODE_VERSION, 6)
+    assert translate()["reused"] is True  # finished by this code: not redone
+
+    # a change to the translation code: the shard is made again, in place (its units come
+    # from the paragraph cache), and its stats name the new code
+    out.write_bytes(b"stale output of the old code")
+    monkeypatch.setattr(stages, "CODE_VERSION", "new-code")
+    again = translate()
+    assert (again.get("reused"), again["code"], tr.texts) == (None, "new-code", 6)
+    assert [d["messages"][0]["content"] for d in read_dialogs(out)] == ["QUESTION 0?", "QUESTION 1?", "QUESTION 2?"]
+    assert sorted(p.name for p in out.parent.glob("out*")) == ["out.parquet", stats_sidecar(out).name]
+    assert translate()["reused"] is True
+
+    # killed after the output of a third version is written, before its stats: finished for no
+    # version (not for "new-code" either, whose Prefect record still exists), so it is redone
+    from ruinstruct.translate import shards
+
+    real = shards.translate_shard
+
+    def killed(ref, out_path, *args, **kw):
+        real(ref, out_path, *args, **kw)
+        raise RuntimeError("killed")
+
+    monkeypatch.setattr(shards, "translate_shard", killed)
+    monkeypatch.setattr(stages, "CODE_VERSION", "newest-code")
+    with pytest.raises(RuntimeError):
+        translate()
+    assert stages.finished_shard(out, "new-code") is None and stages.finished_shard(out, "newest-code") is None
 
 
 # ---- the model registry ------------------------------------------------------------------------
