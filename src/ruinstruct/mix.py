@@ -18,6 +18,7 @@ from typing import Any
 from .config import MixConfig, SourceConfig
 from .io import atomic_path, reject_row, write_json, write_jsonl, write_text
 from .schema import Dialog
+from .sources.base import UPSTREAM_REVISION
 
 
 class LicenseError(ValueError):
@@ -95,12 +96,15 @@ def mix(
     seen: dict[str, str] = {}
     rejects: list[dict[str, Any]] = []
     counts: dict[str, Counter] = defaultdict(Counter)
+    commits: dict[str, set[str]] = defaultdict(set)  # hub commits the records were read from
     for src, dialogs in groups:
         if cfg.commercial_only and not src.is_commercial:
             check_commercial([src], cfg)
         sources[src.name] = src
         counts[src.name].update()  # every source appears in the summary and the card, an empty one with zeros
         for d in dialogs:
+            if commit := (d.get("meta") or {}).get(UPSTREAM_REVISION):
+                commits[src.name].add(str(commit))
             c = counts[src.name]
             c[f"in_{d['lang']}"] += 1
             key = normalised_text(d)
@@ -146,7 +150,7 @@ def mix(
         "commercial": all(s.is_commercial for s in sources.values()),
         "rejects": len(rejects),
         "translator_id": translator_id,
-        "upstream": {k: upstream(s) for k, s in sorted(sources.items())},
+        "upstream": {k: upstream(s, sorted(commits[k])) for k, s in sorted(sources.items())},
     }
     write_text(out_dir / "README.md", dataset_card(stats, sources))
     write_json(out_dir / "stats.json", stats)
@@ -192,25 +196,35 @@ def _write_dataset(out_dir: Path, splits: dict[str, list[Dialog]]) -> None:
             pq.write_table(dialogs_to_table(rows), tmp)
 
 
-def upstream(src: SourceConfig) -> dict[str, Any]:
-    """Where a source came from, without machine paths: the hub id, revision and data files, or
-    the base name of the local file or folder."""
+def upstream(src: SourceConfig, commits: Sequence[str] = ()) -> dict[str, Any]:
+    """Where a source came from, without machine paths: the hub id, the revision asked for, the
+    commit(s) actually read (`commits`, from the records' meta; normally one) and the data files,
+    or the base name of the local file or folder."""
     if src.path:
         return {"local": Path(src.path).name}
-    out: dict[str, Any] = {"hf_id": src.hf_id, "revision": src.revision, "split": src.split}
+    out: dict[str, Any] = {
+        "hf_id": src.hf_id,
+        "revision": src.revision,
+        "commit": ", ".join(commits) or None,
+        "split": src.split,
+    }
     if src.data_files:
         out["data_files"] = src.data_files
     return out
 
 
-def _upstream_cells(src: SourceConfig) -> tuple[str, str]:
-    up = upstream(src)
+def _upstream_cells(src: SourceConfig, up: dict[str, Any]) -> tuple[str, str]:
     if "local" in up:
         return f"local files `{up['local']}` ({src.kind} format)", "-"
     files = up.get("data_files")
     files = f" ({', '.join(files) if isinstance(files, list) else files})" if files else ""
     hub = f"[{up['hf_id']}](https://huggingface.co/datasets/{up['hf_id']}){files}, split {up['split']}"
-    return hub, f"`{up['revision']}`" if up["revision"] else "not pinned (the latest at download time)"
+    asked, commit = up["revision"], up.get("commit")
+    if commit:
+        return hub, f"`{commit}`" if commit == asked else f"`{commit}` (resolved from {asked or 'main'})"
+    if asked:
+        return hub, f"`{asked}`"
+    return hub, "not pinned (the latest at download time; commit not recorded)"
 
 
 # What each license asks of whoever shares these records (keys: lower-cased SPDX ids).
@@ -296,7 +310,7 @@ def dataset_card(stats: dict[str, Any], sources: dict[str, SourceConfig]) -> str
         ru = c.get("train_ru", 0) + c.get("validation_ru", 0)
         dup = c.get("duplicate_en", 0) + c.get("duplicate_ru", 0)
         cap = c.get("capped_en", 0) + c.get("capped_ru", 0)
-        where, rev = _upstream_cells(s)
+        where, rev = _upstream_cells(s, stats["upstream"][name])
         lines.append(
             f"| {name} | {s.effective_license} | {'yes' if s.is_commercial else 'no'} | {en} | {ru} | {dup} | {cap} "
             f"| {where} | {rev} |"

@@ -146,7 +146,7 @@ def test_card_names_translator_upstreams_and_license_obligations(tmp_path):
     assert "machine translations: translated paragraph by paragraph by `facebook/m2m100_418M@main#a1b2c3d4e5f6`" in card
     assert "WMT21" not in card
     assert ("| a | Apache-2.0 | yes | 3 | 1 | 0 | 0 | [laion/OIG](https://huggingface.co/datasets/laion/OIG) "
-            "(unified_chip2.jsonl), split train | not pinned (the latest at download time) |") in card
+            "(unified_chip2.jsonl), split train | not pinned (the latest at download time; commit not recorded) |") in card
     assert ("| b | CC-BY-SA-3.0 | yes | 2 | 0 | 0 | 0 | [databricks/databricks-dolly-15k]"
             "(https://huggingface.co/datasets/databricks/databricks-dolly-15k), split train | `bfdf1f2` |") in card
     assert ("| saiga/x | CC-BY-4.0 (OpenAI-generated: non-commercial use only) | no | 0 | 1 | 0 | 0 "
@@ -160,6 +160,36 @@ def test_card_names_translator_upstreams_and_license_obligations(tmp_path):
     assert "/" + "tmp" not in card
     mix(groups(), MixConfig(), tmp_path / "g", tmp_path / "r2.jsonl")
     assert "no translator recorded" in (tmp_path / "g/README.md").read_text()
+
+
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+def test_card_and_stats_name_the_commit_the_records_were_read_from(tmp_path):
+    """The loader records the hub commit in each record's meta; the mix (maybe another process,
+    later) names it in the card and stats.json, with the revision it was resolved from."""
+    def hub(src, i, text, commit=COMMIT, lang="en"):
+        d = dlg(src, i, text, lang)
+        return {**d, "meta": {"category": "x", "upstream_revision": commit}}
+
+    a = [hub("a", i, f"question {i}") for i in range(2)] + [hub("a", 0, "вопрос 0", lang="ru")]
+    b = [hub("b", 0, "b question", commit="f" * 40)]
+    pinned = SourceConfig(name="c", kind="dolly", hf_id="org/c", revision=COMMIT)
+    s = mix([(HUB_CHIP2, a), (HUB_DOLLY, b), (pinned, [hub("c", 0, "c question")]), (SRC_B.model_copy(
+        update={"name": "d"}), [dlg("d", 0, "d question")])], MixConfig(), tmp_path / "f", tmp_path / "r.jsonl")
+    card = (tmp_path / "f/README.md").read_text()
+    assert "split train | `0123456789abcdef0123456789abcdef01234567` (resolved from main) |" in card
+    assert f"split train | `{'f' * 40}` (resolved from bfdf1f2) |" in card
+    assert "[org/c](https://huggingface.co/datasets/org/c), split train | `0123456789abcdef0123456789abcdef01234567` |" in card
+    assert "| local files `x` (dolly format) | - |" in card
+    stats = json.loads((tmp_path / "f/stats.json").read_text())
+    assert stats["upstream"] == s["upstream"] == {
+        "a": {"hf_id": "laion/OIG", "revision": None, "commit": COMMIT, "split": "train",
+              "data_files": "unified_chip2.jsonl"},
+        "b": {"hf_id": "databricks/databricks-dolly-15k", "revision": "bfdf1f2", "commit": "f" * 40, "split": "train"},
+        "c": {"hf_id": "org/c", "revision": COMMIT, "commit": COMMIT, "split": "train"},
+        "d": {"local": "x"},
+    }
 
 
 def test_card_load_snippet_loads_the_folder(tmp_path):

@@ -459,9 +459,30 @@ def test_missing_path_raises(tmp_path):
         load_source(cfg("dolly", tmp_path / "nope.jsonl"))
 
 
-def _hub(monkeypatch, rows):
+def _offline_cache(monkeypatch, tmp_path) -> Path:
+    """An empty HF hub cache in offline mode: hub_commit reads only what the test writes there."""
+    from huggingface_hub import constants
+
+    cache = tmp_path / "hf-hub-cache"
+    cache.mkdir(exist_ok=True)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return cache
+
+
+def _cached_ref(cache: Path, hf_id: str, ref: str, sha: str) -> None:
+    """What huggingface_hub leaves after a download: refs/<ref> holding the commit, and its snapshot."""
+    repo = cache / f"datasets--{hf_id.replace('/', '--')}"
+    (repo / "refs").mkdir(parents=True, exist_ok=True)
+    (repo / "refs" / ref).write_text(sha, encoding="utf-8")
+    (repo / "snapshots" / sha).mkdir(parents=True, exist_ok=True)
+
+
+def _hub(monkeypatch, rows, tmp_path):
     import datasets
 
+    _offline_cache(monkeypatch, tmp_path)
     calls = []
 
     def fake_load_dataset(path, **kwargs):
@@ -477,7 +498,7 @@ def test_hub_mode_dolly_same_dialogs(monkeypatch, tmp_path):
             if line.rstrip().endswith("}")]
     assert len(rows) == 39  # all but the malformed line
     local = load_source(cfg("dolly", write_jsonl(tmp_path / "d.jsonl", rows)))
-    calls = _hub(monkeypatch, rows)
+    calls = _hub(monkeypatch, rows, tmp_path)
     hub = load_source(SourceConfig(name="dolly", kind="dolly", hf_id="databricks/databricks-dolly-15k", revision="abc"))
     assert calls == [("databricks/databricks-dolly-15k", {"split": "train", "revision": "abc"})]
     assert hub.dialogs == local.dialogs and hub.counts == local.counts
@@ -485,17 +506,90 @@ def test_hub_mode_dolly_same_dialogs(monkeypatch, tmp_path):
     assert [row["reasons"] for row in hub.rejects] == [row["reasons"] for row in local.rejects]
 
 
-def test_hub_mode_oasst_same_dialogs(monkeypatch):
+SHA = "0123456789abcdef0123456789abcdef01234567"
+
+
+def test_hub_mode_records_the_commit_read(monkeypatch, tmp_path):
+    """Unpinned, the commit the cache's refs/main names (what the download just fetched) goes into
+    LoadResult.revision and every dialog's meta; the rest of the dialog is the same."""
+    rows = [json.loads(line) for line in (FIXTURES / "dolly.jsonl").read_text(encoding="utf-8").splitlines()
+            if line.rstrip().endswith("}")]
+    src = SourceConfig(name="dolly", kind="dolly", hf_id="databricks/databricks-dolly-15k")
+    _hub(monkeypatch, rows, tmp_path)
+    unresolved = load_source(src)
+    assert unresolved.revision is None
+    assert all("upstream_revision" not in d["meta"] for d in unresolved.dialogs)
+
+    _cached_ref(tmp_path / "hf-hub-cache", "databricks/databricks-dolly-15k", "main", SHA)
+    r = load_source(src)
+    check_result(r)
+    assert r.revision == SHA and len(r.dialogs) == 37
+    assert [d["meta"] for d in r.dialogs] == [{**d["meta"], "upstream_revision": SHA} for d in unresolved.dialogs]
+    assert [{**d, "meta": None} for d in r.dialogs] == [{**d, "meta": None} for d in unresolved.dialogs]
+    assert r.rejects == unresolved.rejects and r.counts == unresolved.counts
+
+
+def test_local_source_has_no_upstream_commit(tmp_path):
+    r = load_source(cfg("dolly", FIXTURES / "dolly.jsonl"))
+    assert r.revision is None and all("upstream_revision" not in d["meta"] for d in r.dialogs)
+
+
+def test_hub_commit_offline_reads_the_cache(monkeypatch, tmp_path):
+    from ruinstruct.sources.base import hub_commit
+
+    cache = _offline_cache(monkeypatch, tmp_path)
+    monkeypatch.setattr("huggingface_hub.HfApi.dataset_info", lambda *a, **k: pytest.fail("offline: no hub call"))
+    assert hub_commit("org/ds", None) is None  # nothing cached
+    _cached_ref(cache, "org/ds", "main", SHA)
+    _cached_ref(cache, "org/ds", "v2", "f" * 40)
+    assert hub_commit("org/ds", None) == SHA
+    assert hub_commit("org/ds", "main") == SHA
+    assert hub_commit("org/ds", "v2") == "f" * 40
+    assert hub_commit("org/ds", "0123456") == SHA  # a short sha: the one snapshot it starts
+    assert hub_commit("org/ds", "v3") is None
+    assert hub_commit("org/other", None) is None
+    assert hub_commit("org/ds", "a" * 40) == "a" * 40  # a full sha needs no look-up
+    (cache / "datasets--org--ds" / "refs" / "main").write_text("not a sha", encoding="utf-8")
+    assert hub_commit("org/ds", None) is None
+
+
+def test_hub_commit_online_asks_the_hub_and_falls_back_to_the_cache(monkeypatch, tmp_path):
+    from types import SimpleNamespace
+
+    from huggingface_hub import constants
+
+    from ruinstruct.sources.base import hub_commit
+
+    cache = _offline_cache(monkeypatch, tmp_path)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    asked = []
+
+    def dataset_info(self, repo_id, *, revision=None, timeout=None, **kw):
+        asked.append((repo_id, revision))
+        if repo_id == "org/down":
+            raise ConnectionError("hub unreachable")
+        return SimpleNamespace(sha="b" * 40)
+
+    monkeypatch.setattr("huggingface_hub.HfApi.dataset_info", dataset_info)
+    assert hub_commit("org/ds", None) == "b" * 40
+    assert hub_commit("org/ds", "v1") == "b" * 40
+    _cached_ref(cache, "org/down", "main", SHA)
+    assert hub_commit("org/down", None) == SHA
+    assert asked == [("org/ds", None), ("org/ds", "v1"), ("org/down", None)]
+
+
+def test_hub_mode_oasst_same_dialogs(monkeypatch, tmp_path):
     local = load_source(cfg("oasst1", FIXTURES / "oasst1.jsonl", oasst1={"policy": "all"}))
-    _hub(monkeypatch, _fixture_messages())
+    _hub(monkeypatch, _fixture_messages(), tmp_path)
     hub = load_source(SourceConfig(name="oasst1", kind="oasst1", hf_id="OpenAssistant/oasst1",
                                    split="validation", oasst1={"policy": "all"}))
     assert hub.dialogs == local.dialogs and hub.counts == local.counts
 
 
-def test_hub_mode_chip2_data_files(monkeypatch):
+def test_hub_mode_chip2_data_files(monkeypatch, tmp_path):
     rows = [json.loads(line) for line in (FIXTURES / "chip2.jsonl").read_text(encoding="utf-8").splitlines()]
-    calls = _hub(monkeypatch, rows)
+    calls = _hub(monkeypatch, rows, tmp_path)
     fields = SourceConfig.model_fields
     extra = {"data_files": "unified_chip2.jsonl"} if "data_files" in fields else {}
     hub = load_source(SourceConfig(name="chip2", kind="chip2", hf_id="laion/OIG", **extra))

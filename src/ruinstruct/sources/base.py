@@ -43,6 +43,9 @@ class LoadResult:
     dialogs: list[Dialog] = field(default_factory=list)
     rejects: list[dict[str, Any]] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
+    # hub sources: the commit of the dataset repo that was read (hub_commit); None for local files
+    # or when it could not be found. Each dialog also carries it in meta[UPSTREAM_REVISION].
+    revision: str | None = None
 
 
 @dataclass(frozen=True)
@@ -174,6 +177,57 @@ def iter_hub_rows(cfg: SourceConfig) -> Iterator[Row]:
     ds = datasets.load_dataset(cfg.hf_id, **kwargs)
     for i, obj in enumerate(ds):
         yield Row(obj=obj, raw=None, where=f"{cfg.hf_id}[{cfg.split}]#{i}", key=str(i))
+
+
+#: meta key of a hub dialog's upstream commit: the mix reads it back from the records it is
+#: given (it may run in another process, long after the download) for the card and stats.json.
+UPSTREAM_REVISION = "upstream_revision"
+
+_COMMIT = re.compile(r"[0-9a-f]{40}")
+
+
+def hub_commit(hf_id: str, revision: str | None) -> str | None:
+    """The commit sha of hub dataset `hf_id` at `revision` (default main), best effort: the
+    revision itself when it is a full sha; online, the hub's answer; offline (HF_HUB_OFFLINE) or
+    when the hub does not answer, the local HF cache's refs/<revision> (written by the download
+    just made) or the one cached snapshot whose name starts with `revision`; else None. Never
+    raises: the rows are read already, and a missing provenance line must not fail the load."""
+    if revision and _COMMIT.fullmatch(revision):
+        return revision
+    if not _hf_offline():
+        try:
+            from huggingface_hub import HfApi
+
+            sha = HfApi().dataset_info(hf_id, revision=revision, timeout=30).sha
+            if sha:
+                return sha
+        except Exception:  # noqa: BLE001 - any hub trouble: fall back to the local cache
+            pass
+    return _cached_commit(hf_id, revision or "main")
+
+
+def _hf_offline() -> bool:
+    import os
+
+    from huggingface_hub import constants
+
+    # the constant is read at import; the environment may have been set since (runtime.set_hf_offline)
+    return bool(constants.HF_HUB_OFFLINE) or os.environ.get("HF_HUB_OFFLINE", "").upper() in {"1", "ON", "YES", "TRUE"}
+
+
+def _cached_commit(hf_id: str, ref: str) -> str | None:
+    from huggingface_hub import constants
+
+    repo = Path(constants.HF_HUB_CACHE) / f"datasets--{hf_id.replace('/', '--')}"
+    try:
+        ref_file = repo / "refs" / ref
+        if ref_file.is_file() and _COMMIT.fullmatch(sha := ref_file.read_text(encoding="utf-8").strip()):
+            return sha
+        snapshots = repo / "snapshots"
+        matches = [p.name for p in snapshots.iterdir() if p.name.startswith(ref)] if snapshots.is_dir() else []
+    except OSError:
+        return None
+    return matches[0] if len(matches) == 1 and _COMMIT.fullmatch(matches[0]) else None
 
 
 # ---- accounting ---------------------------------------------------------------------------------
