@@ -40,18 +40,21 @@ TARGET_FALSE_REJECT = 0.02
 # ---- ruinstruct --------------------------------------------------------------------------------
 
 def ruinstruct_rejects(rows: list[dict], cfg: FilterConfig | None = None) -> tuple[dict[str, list[str]], dict]:
-    """row id -> "filter/rule" kinds of its reasons (rejected rows only), and the run's counts."""
-    t0 = time.perf_counter()
-    result = apply_filters([(r["ru"], r["en"]) for r in rows], cfg or FilterConfig())
-    seconds = time.perf_counter() - t0
-    by_ru_id = dict(((row["id"], reasons) for row, reasons in result.rejected_with_reasons()))
-    per_filter_by_label: dict[str, Counter] = defaultdict(Counter)
+    """row id -> its reasons as text (rejected rows only), and the counts: one filter run per
+    label, so each FilterResult's own per_filter / per_rule counts are the counts of that label."""
+    by_label: dict[str, list[dict]] = defaultdict(list)
     for r in rows:
-        for name in dict.fromkeys(x.filter for x in by_ru_id.get(r["ru"]["id"], ())):
-            per_filter_by_label[name][r["label"]] += 1
+        by_label[r["label"]].append(r)
+    t0 = time.perf_counter()
+    results = {label: apply_filters([(r["ru"], r["en"]) for r in part], cfg or FilterConfig())
+               for label, part in by_label.items()}
+    seconds = time.perf_counter() - t0
+    by_ru_id = {row["id"]: reasons for res in results.values() for row, reasons in res.rejected_with_reasons()}
+    names = sorted({name for res in results.values() for name, n in res.per_filter.items() if n})
     extra = {
-        "per_filter": {k: dict(v) for k, v in sorted(per_filter_by_label.items())},
-        "per_rule": dict(sorted(result.per_rule.items())),
+        "per_filter": {name: {label: res.per_filter[name] for label, res in results.items() if res.per_filter[name]}
+                       for name in names},
+        "per_rule": dict(sorted(sum((res.per_rule for res in results.values()), Counter()).items())),
         "seconds": round(seconds, 3),
     }
     return {r["id"]: [str(x) for x in by_ru_id[r["ru"]["id"]]] for r in rows if r["ru"]["id"] in by_ru_id}, extra
