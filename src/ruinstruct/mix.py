@@ -19,6 +19,7 @@ from .config import MixConfig, SourceConfig
 from .io import atomic_path, reject_row, write_json, write_jsonl, write_text
 from .schema import Dialog
 from .sources.base import UPSTREAM_REVISION
+from .translate.dialogs import MT_LOGPROB
 
 
 class LicenseError(ValueError):
@@ -152,7 +153,8 @@ def mix(
         "translator_id": translator_id,
         "upstream": {k: upstream(s, sorted(commits[k])) for k, s in sorted(sources.items())},
     }
-    write_text(out_dir / "README.md", dataset_card(stats, sources))
+    meta_keys = {k for rows in splits.values() for d in rows for k in (d.get("meta") or {})}
+    write_text(out_dir / "README.md", dataset_card(stats, sources, meta_keys))
     write_json(out_dir / "stats.json", stats)
     # the paths are for the run report only, never for the shared folder
     return {**stats, "rejects_file": str(rejects_file), "output": str(out_dir)}
@@ -260,9 +262,34 @@ print(ds["train"][0]["messages"])    # [{"role": "user", "content": ...}, {"role
 ```"""
 
 
-def dataset_card(stats: dict[str, Any], sources: dict[str, SourceConfig]) -> str:
+# meta keys that this tool writes, described in the card when the dataset's records carry them
+# (the others come from the upstream records and are only named).
+META_KEYS: dict[str, str] = {
+    MT_LOGPROB: "machine translations: the translator's confidence, one list per message with the "
+    "length-normalised log-probability (mean token log-probability, at most 0; nearer 0 = more confident) of "
+    "each translated unit (a paragraph, or a piece of a long one) of that message, in order; an empty list for "
+    "a message with nothing translated, null for a unit whose score is unknown",
+    "translator": "machine translations: the id of the translator that made it (model@revision#settings hash)",
+    UPSTREAM_REVISION: "sources read from the Hub: the commit of the upstream dataset the record was read from",
+}
+
+
+def _record_fields(meta_keys: Iterable[str]) -> list[str]:
+    keys = set(meta_keys)
+    ours = [f"- `meta.{k}`: {text}." for k, text in META_KEYS.items() if k in keys]
+    theirs = sorted(keys - set(META_KEYS))
+    return [
+        "id, source, lang, messages (role/content), origin_id (the English dialog a translation came "
+        "from), license, meta (a JSON object as a string: `json.loads(record[\"meta\"])`).",
+        *([""] + ours if ours else []),
+        *([f"- other `meta` keys, as the upstream records state them: {', '.join(theirs)}."] if theirs else []),
+    ]
+
+
+def dataset_card(stats: dict[str, Any], sources: dict[str, SourceConfig], meta_keys: Iterable[str] = ()) -> str:
     """The folder's README.md: what is in it, how to load it, where each part came from and what
-    each license obliges. Uses no path of this machine (`stats` is the path-free mix summary)."""
+    each license obliges, and the record fields (`meta_keys`: the meta keys the records carry).
+    Uses no path of this machine (`stats` is the path-free mix summary)."""
     licenses = sorted({_hf_license(s.effective_license) for s in sources.values()})
     header = [
         "---",
@@ -330,8 +357,7 @@ def dataset_card(stats: dict[str, Any], sources: dict[str, SourceConfig]) -> str
         "",
         "## Record fields",
         "",
-        "id, source, lang, messages (role/content), origin_id (the English dialog a translation came "
-        "from), license, meta (JSON).",
+        *_record_fields(meta_keys),
         "",
     ]
     return "\n".join(header) + "\n" + "\n".join(lines)

@@ -192,6 +192,26 @@ def test_card_and_stats_name_the_commit_the_records_were_read_from(tmp_path):
     }
 
 
+def test_card_record_fields_describe_the_meta_keys_the_records_carry(tmp_path):
+    """The translation stage's meta keys (translate.dialogs: translator, mt_logprob) are described
+    when translations are in the dataset; upstream keys are named; nothing is listed that is absent."""
+    en = [{**dlg("a", i, f"question {i}"), "meta": {"category": "qa"}} for i in range(3)]
+    ru = [{**dlg("a", i, f"вопрос {i}", "ru"), "meta": {"category": "qa", "translator": "t@main#0123456789ab",
+                                                        "mt_logprob": [[-0.25], [-0.5, None]]}} for i in range(3)]
+    mix([(SRC_A, en + ru)], MixConfig(), tmp_path / "f", tmp_path / "r.jsonl")
+    fields = (tmp_path / "f/README.md").read_text().split("## Record fields\n", 1)[1]
+    lines = [line for line in fields.splitlines() if line.startswith("- ")]
+    assert [line.split(":")[0] for line in lines] == ["- `meta.mt_logprob`", "- `meta.translator`",
+                                                       "- other `meta` keys, as the upstream records state them"]
+    assert "translator's confidence, one list per message" in lines[0] and "each translated unit" in lines[0]
+    assert lines[2].endswith(": category.")
+    assert 'json.loads(record["meta"])' in fields
+
+    mix([(SRC_A, en)], MixConfig(), tmp_path / "g", tmp_path / "r2.jsonl")
+    fields = (tmp_path / "g/README.md").read_text().split("## Record fields\n", 1)[1]
+    assert "mt_logprob" not in fields and "meta.translator" not in fields and "category" in fields
+
+
 def test_card_load_snippet_loads_the_folder(tmp_path):
     """The card's own instructions, run as written (with this folder's path), give the splits."""
     s = mix(groups(), MixConfig(validation_fraction=0.2), tmp_path / "final", tmp_path / "r.jsonl")
