@@ -380,9 +380,9 @@ def test_apply_filters_counts_add_up_and_all_reasons_are_kept():
         "structure", "language"}
     assert all(isinstance(r, str) for r in reasons)
     assert by_id["t:2:ru"]["origin_id"] == "t:1"
-    assert result.counts["structure"] >= 1 and result.counts["language"] >= 1  # counted in both
+    assert result.per_filter["structure"] >= 1 and result.per_filter["language"] >= 1  # counted in both
     assert by_id["t:3:ru"]["reasons"] == ["pairing/missing_original: no English original with id 't:404'"]
-    assert result.counts["pairing"] == 1
+    assert result.per_filter["pairing"] == 1
 
 
 def test_pair_with_originals_by_origin_id():

@@ -288,6 +288,11 @@ def test_filter_files_takes_run_parquet_and_user_jsonl_alike(tmp_path):
                             tmp_path / "rej.jsonl", tmp_path / "report.json")
     assert (s["translated"], s["kept"], s["rejected"], s["invalid_input"], s["invalid_originals"]) == (2, 1, 1, 1, 0)
     assert s["per_source"] == {"local/t": {"translated": 2, "kept": 1, "rejected": 1}}
+    # every filter that ran is listed, at 0 when it dropped nothing (the report's by-filter table)
+    from ruinstruct.filters.config import FILTER_NAMES
+
+    assert s["report"]["per_source"]["local/t"]["per_filter"] == {"pairing": 1, **dict.fromkeys(FILTER_NAMES, 0)}
+    assert s["report"]["per_filter"] == {"pairing": 1, **dict.fromkeys(FILTER_NAMES, 0)}
     assert [d["id"] for d in read_dialogs(tmp_path / "kept.jsonl")] == ["local/t:0:ru"]
     rows = read_jsonl(tmp_path / "rej.jsonl")
     assert len(rows) == 2 and "raw" in rows[0] and rows[1]["id"] == "local/t:5:ru"  # invalid lines first
@@ -367,7 +372,7 @@ def test_summary_lines_from_a_report():
     }
     assert stages.summary_lines(report) == [
         "records read: 120, invalid: 7, excluded: 3, dialogs: 105",
-        "translated: 90, filtered out: 12 (by filter, a dialog may fail several: repetition 9, code 2)",
+        "translated: 90, filtered out: 12 (by filter, a dialog may fail several: repetition 9, code 2, language 0)",
         "final: en 100, ru 78 (train 170, validation 8)",
         "warning: source local/x yielded no valid dialogs",
     ]

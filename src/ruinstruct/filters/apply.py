@@ -86,18 +86,22 @@ class FilterResult:
     per_filter: Counter[str] = field(default_factory=Counter)
     per_rule: Counter[str] = field(default_factory=Counter)
     per_source: dict[str, SourceCounts] = field(default_factory=dict)
+    #: the filters that ran (and "pairing"): listed at 0 in `per_filter`, overall and per source,
+    #: so a report shows a filter that dropped nothing instead of leaving it out
+    filters: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        self.per_filter.update(dict.fromkeys(self.filters, 0))
 
     @property
     def total(self) -> int:
         return len(self.kept) + len(self.rejected)
 
-    @property
-    def counts(self) -> dict[str, int]:
-        """Dialogs dropped per filter, every filter that ran (and "pairing") listed."""
-        return dict(self.per_filter)
-
     def add(self, ru: Dialog, reasons: Sequence[Reason]) -> None:
-        src = self.per_source.setdefault(str(ru.get("source") if isinstance(ru, dict) else None), SourceCounts())
+        name = str(ru.get("source") if isinstance(ru, dict) else None)
+        src = self.per_source.get(name)
+        if src is None:
+            src = self.per_source[name] = SourceCounts(per_filter=Counter(dict.fromkeys(self.filters, 0)))
         if not reasons:
             self.kept.append(ru)
             src.kept += 1
@@ -143,8 +147,7 @@ def apply_filters(
     and "origin_id".
     """
     filters = build_filters(cfg)
-    result = FilterResult()
-    result.per_filter.update({PAIRING: 0, **{f.name: 0 for f in filters}})
+    result = FilterResult(filters=(PAIRING, *(f.name for f in filters)))
     for ru, en in pairs:
         result.add(ru, check_pair(ru, en, filters))
     return result

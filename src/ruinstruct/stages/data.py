@@ -319,20 +319,15 @@ def filter_files(
     write_jsonl(rejects_path, [*bad_ru, *result.rejected])
     if originals_rejects_path is not None and bad_en:
         write_jsonl(originals_rejects_path, bad_en)
-    per_source: dict[str, Counter] = defaultdict(Counter)
-    for d in ru:
-        per_source[d["source"]]["translated"] += 1
-    for d in result.kept:
-        per_source[d["source"]]["kept"] += 1
-    for r in result.rejected:
-        per_source[r["source"]]["rejected"] += 1
     summary = {
-        "translated": len(ru),
+        "translated": result.total,
         "kept": len(result.kept),
         "rejected": len(result.rejected),
         "invalid_input": len(bad_ru),
         "invalid_originals": len(bad_en),
-        "per_source": {k: dict(v) for k, v in sorted(per_source.items())},
+        # the counts apply_filters kept (one count, which the report's per_source also shows)
+        "per_source": {k: {"translated": c.total, "kept": c.kept, "rejected": c.rejected}
+                       for k, c in sorted(result.per_source.items())},
         "report": filter_report(result),
         "kept_file": str(kept_path),
         "rejects_file": str(rejects_path),
@@ -406,7 +401,8 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     by_filter: Counter = Counter()
     for per_filter in (report.get("filtered_out_by_filter") or {}).values():
         by_filter.update(per_filter)
-    detail = ", ".join(f"{k} {v}" for k, v in sorted(by_filter.items(), key=lambda kv: (-kv[1], kv[0])) if v)
+    # every filter that ran, at 0 too: "numbers 0" says the filter ran and found nothing
+    detail = ", ".join(f"{k} {v}" for k, v in sorted(by_filter.items(), key=lambda kv: (-kv[1], kv[0])))
     lines.append(
         f"translated: {t.get('translated', 0)}, filtered out: {t.get('filtered_out', 0)}"
         + (f" (by filter, a dialog may fail several: {detail})" if detail else "")
