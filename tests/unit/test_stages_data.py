@@ -258,6 +258,22 @@ def test_cli_translate_without_a_valid_record_exits_non_zero(tmp_path, tiny_dir)
     assert not (tmp_path / "ru.jsonl").exists()
 
 
+def test_cli_filter_without_a_valid_record_is_one_line_and_exit_2(tmp_path):
+    from typer.testing import CliRunner
+
+    from ruinstruct.cli import app
+
+    bad, en = tmp_path / "bad.jsonl", tmp_path / "en.jsonl"
+    bad.write_text('{"not": "a dialog"}\n{broken\n')
+    write_jsonl(en, [dialog(0, "Hi?", "Hello.")])
+    res = CliRunner().invoke(app, ["filter", "--input", str(bad), "--originals", str(en), "--kept",
+                                   str(tmp_path / "kept.jsonl"), "--rejected", str(tmp_path / "rej.jsonl")])
+    assert res.exit_code == 2, res.output
+    assert res.output.strip().count("\n") == 0 and str(bad) in res.output and "no valid dialog records" in res.output
+    assert not (tmp_path / "kept.jsonl").exists()
+    assert len(read_jsonl(tmp_path / "rej.jsonl")) == 2  # the reasons are kept
+
+
 def test_missing_inputs_are_named(tmp_path, en_file, tiny_dir):
     missing = tmp_path / "nope.jsonl"
     with pytest.raises(FileNotFoundError, match=str(missing)):

@@ -299,9 +299,11 @@ def filter_files(
 
     Inputs are a run's parquet files or a user's JSONL files. An invalid translation record goes
     to `rejects_path` (before the filtered-out ones); an invalid original to
-    `originals_rejects_path` when given."""
+    `originals_rejects_path` when given. Not a single valid translation record is an error
+    (NoValidInput naming the files), not an empty output."""
     from ..filters import apply_filters, filter_report, pair_with_originals
 
+    translated, originals = list(translated), list(originals)
     en: list[Dialog] = []
     bad_en: list[dict[str, Any]] = []
     for f in originals:
@@ -314,6 +316,11 @@ def filter_files(
         ok, bad = read_any(f)
         ru += ok
         bad_ru += bad
+    if not ru:
+        # as translate_file: an empty kept file and exit 0 would hide that nothing was usable
+        write_jsonl(rejects_path, bad_ru)
+        names = ", ".join(str(f) for f in translated)
+        raise NoValidInput(f"{names}: no valid dialog records ({len(bad_ru)} rejected, reasons in {rejects_path})")
     result = apply_filters(pair_with_originals(ru, en), cfg)
     write_dialogs(kept_path, result.kept)
     write_jsonl(rejects_path, [*bad_ru, *result.rejected])
