@@ -17,6 +17,7 @@ from typing import Any
 
 from .config import MixConfig, SourceConfig
 from .io import atomic_path, reject_row, write_json, write_jsonl, write_text
+from .paths import DATASET_CARD, DATASET_STATS
 from .schema import Dialog
 from .sources.base import UPSTREAM_REVISION
 from .translate.dialogs import MT_LOGPROB
@@ -154,8 +155,8 @@ def mix(
         "upstream": {k: upstream(s, sorted(commits[k])) for k, s in sorted(sources.items())},
     }
     meta_keys = {k for rows in splits.values() for d in rows for k in (d.get("meta") or {})}
-    write_text(out_dir / "README.md", dataset_card(stats, sources, meta_keys))
-    write_json(out_dir / "stats.json", stats)
+    write_text(out_dir / DATASET_CARD, dataset_card(stats, sources, meta_keys))
+    write_json(out_dir / DATASET_STATS, stats)
     # the paths are for the run report only, never for the shared folder
     return {**stats, "rejects_file": str(rejects_file), "output": str(out_dir)}
 

@@ -9,7 +9,10 @@
     <root>/data/rejects/filter.rejects.jsonl    the ones they dropped, with reasons
     <root>/data/filter_report.json              filter counts
     <root>/data/rejects/mix.rejects.jsonl       duplicates dropped by the mix
-    <root>/data/final/                          the dataset folder (load_dataset(path))
+    <root>/data/final/                          the dataset folder (load_dataset(path)):
+    <root>/data/final/data/<split>-00000-of-00001.parquet     its splits
+    <root>/data/final/README.md                 its dataset card
+    <root>/data/final/stats.json                its counts, licenses and upstreams (no machine path)
     <root>/data/report.json                     the data report
     <root>/.prefect/                            persisted task results and cache records
 
@@ -22,6 +25,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+#: suffix of a rejects file: `<source>.rejects.jsonl`, `<output stem>.rejects.jsonl` (io.rejects_path)
+REJECTS_SUFFIX = ".rejects.jsonl"
+#: the dataset folder's card and summary (written by mix.py into whatever folder it is given)
+DATASET_CARD = "README.md"
+DATASET_STATS = "stats.json"
 
 
 def safe_name(name: str) -> str:
@@ -70,6 +79,16 @@ class RunPaths:
         return self.data / "final"
 
     @property
+    def final_card(self) -> Path:
+        """The dataset card (README.md) of the final dataset folder."""
+        return self.final / DATASET_CARD
+
+    @property
+    def final_stats(self) -> Path:
+        """The path-free summary of the final dataset (stats.json)."""
+        return self.final / DATASET_STATS
+
+    @property
     def report(self) -> Path:
         return self.data / "report.json"
 
@@ -85,7 +104,7 @@ class RunPaths:
 
     @property
     def filter_rejects(self) -> Path:
-        return self.rejects / "filter.rejects.jsonl"
+        return self.rejects / f"filter{REJECTS_SUFFIX}"
 
     @property
     def filter_report(self) -> Path:
@@ -93,7 +112,7 @@ class RunPaths:
 
     @property
     def mix_rejects(self) -> Path:
-        return self.rejects / "mix.rejects.jsonl"
+        return self.rejects / f"mix{REJECTS_SUFFIX}"
 
     @property
     def prefect(self) -> Path:
@@ -112,7 +131,7 @@ class RunPaths:
         return self.raw / f"{safe_name(source)}.parquet"
 
     def raw_rejects(self, source: str) -> Path:
-        return self.rejects / f"{safe_name(source)}.rejects.jsonl"
+        return self.rejects / f"{safe_name(source)}{REJECTS_SUFFIX}"
 
     def shard_output(self, ref: dict[str, Any], translator_id: str) -> Path:
         """Where shard `ref` translated by `translator_id` is written (named by both)."""

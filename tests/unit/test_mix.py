@@ -11,6 +11,7 @@ from ruinstruct.config import MixConfig, SourceConfig
 from ruinstruct.data_report import CountMismatch, build_report
 from ruinstruct.io import read_dialogs, read_jsonl
 from ruinstruct.mix import UNKNOWN_LICENSE, LicenseError, check_commercial, license_obligations, mix
+from ruinstruct.paths import RunPaths
 from ruinstruct.schema import make_dialog
 
 
@@ -130,7 +131,9 @@ def test_dataset_folder_holds_no_machine_paths(tmp_path):
         assert str(tmp_path).encode() not in data and b"/runs/" not in data, p
         if p.suffix in (".md", ".json"):
             assert not re.search(r"(^|[\s\"'`(])/[\w.-]+/", data.decode()), p  # no absolute path at all
-    stats = json.loads((run / "data/final/stats.json").read_text())
+    paths = RunPaths(run)
+    assert [paths.final_card, paths.final_split("train"), paths.final_split("validation"), paths.final_stats] == files
+    stats = json.loads(paths.final_stats.read_text())
     assert "output" not in stats and "rejects_file" not in stats
     assert stats["upstream"] == {"a": {"local": "chip2.jsonl"}, "b": {"local": "x"}}
     assert stats["translator_id"] == "translator@main#0123456789ab"

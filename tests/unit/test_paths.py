@@ -26,7 +26,8 @@ def test_every_named_file_lies_under_the_root_and_is_distinct(tmp_path):
 
 # file names a stage writes; each may be spelled only in paths.py (src, tasks, flows)
 NAMES = ['"kept.parquet"', '"filter.rejects.jsonl"', '"filter_report.json"', '"mix.rejects.jsonl"',
-         '"report.json"', '".stats.json"', '"cache-keys"', '"results"']
+         '"report.json"', '".stats.json"', '"cache-keys"', '"results"', '".rejects.jsonl"', '"README.md"',
+         '"stats.json"']
 
 
 def test_no_file_name_is_spelled_twice():
