@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from ruinstruct.filters import FilterConfig, apply_filters  # noqa: E402
-from ruinstruct.filters.base import message_pairs, paragraphs  # noqa: E402
+from ruinstruct.filters.base import message_pairs, paragraph_pairs  # noqa: E402
 
 REAL_ERRORS = ROOT / "tests/fixtures/real_translation_errors.json"
 NEW_KINDS = ("changed_number", "english_sentence", "omitted_sentence", "hallucinated_sentence")
@@ -83,14 +83,10 @@ def opus_filters() -> list[tuple[str, Any]]:
 
 
 def opus_segment_pairs(ru: dict, en: dict, n_messages: int | None = None) -> list[tuple[str, str]]:
-    out = []
-    for m in message_pairs(ru, en)[:n_messages]:
-        rl, el = paragraphs(m.ru), paragraphs(m.en)
-        if len(rl) != len(el):
-            out.append((m.en, m.ru))
-        else:
-            out += [(e, r) for e, r in zip(el, rl, strict=True) if e.strip() or r.strip()]
-    return out
+    """(source, translation) text pairs for OpusFilter: our paragraph pairs with the verbatim
+    lines too (its filters have no notion of code or art), blank line pairs left out."""
+    return [(p.en, p.ru) for m in message_pairs(ru, en)[:n_messages] for p in paragraph_pairs(m, verbatim=True)
+            if not p.aligned or p.en.strip() or p.ru.strip()]
 
 
 def opus_rejects(rows: list[dict], filters: list[tuple[str, Any]]) -> tuple[dict[str, list[str]], dict]:

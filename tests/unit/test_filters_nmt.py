@@ -24,7 +24,7 @@ from ruinstruct.filters import (
     filter_report,
     filter_report_markdown,
 )
-from ruinstruct.filters.base import Filter, MessagePair, ParagraphPair
+from ruinstruct.filters.base import Filter, MessagePair, ParagraphPair, paragraph_pairs
 from ruinstruct.filters.length import align
 from ruinstruct.filters.numbers import compare, number_words
 from ruinstruct.filters.report import score_distribution
@@ -107,6 +107,17 @@ def test_numbers_in_verbatim_code_lines_are_not_paragraphs():
     en = "Run this:\n```python\nx = 10\n```\nDone."
     ru = "Выполните это:\n```python\nx = 11\n```\nГотово."
     assert kinds(NumbersFilter(), en, ru) == []  # code is the code filter's business
+
+
+def test_paragraph_pairs_verbatim_keeps_every_line():
+    m = MessagePair("message 1 (user)", "Выполните это:\n```\nx = 11\n```\n\nГотово.", "Run this:\n```\nx = 10\n```\n\nDone.")
+    assert [(p.where, p.en) for p in paragraph_pairs(m)] == [
+        ("message 1 (user), paragraph 1", "Run this:"), ("message 1 (user), paragraph 6", "Done.")]
+    assert [p.en for p in paragraph_pairs(m, verbatim=True)] == ["Run this:", "```", "x = 10", "```", "", "Done."]
+    # line counts differ: the whole messages, even when nothing in them is translated
+    code = MessagePair("message 2 (assistant)", "```\nx = 1\n```", "```\nx = 1\n\n```")
+    assert paragraph_pairs(code) == []
+    assert paragraph_pairs(code, verbatim=True) == [ParagraphPair(code.where, code.ru, code.en, aligned=False)]
 
 
 # ---- untranslated --------------------------------------------------------------------------------

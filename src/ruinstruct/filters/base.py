@@ -118,15 +118,19 @@ def translated_lines(text: str) -> tuple[bool, ...]:
     return tuple(out)
 
 
-def paragraph_pairs(p: MessagePair) -> list[ParagraphPair]:
+def paragraph_pairs(p: MessagePair, *, verbatim: bool = False) -> list[ParagraphPair]:
     """The paragraph pairs of a message pair that the translator translated, aligned by line
-    number; verbatim lines (code, art) are the code and art filters' business."""
+    number; verbatim lines (code, art) are the code and art filters' business. `verbatim=True`
+    keeps every line (blank ones too), for a baseline such as OpusFilter that sees them all."""
     rl, el = paragraphs(p.ru), paragraphs(p.en)
     if len(rl) != len(el):
-        return [ParagraphPair(p.where, p.ru, p.en, aligned=False)] if any(translated_lines(p.en)) else []
+        if verbatim or any(translated_lines(p.en)):
+            return [ParagraphPair(p.where, p.ru, p.en, aligned=False)]
+        return []
+    kept = (True,) * len(el) if verbatim else translated_lines(p.en)
     return [
         ParagraphPair(f"{p.where}, paragraph {k + 1}", r, e)
-        for k, (r, e, t) in enumerate(zip(rl, el, translated_lines(p.en), strict=True))
+        for k, (r, e, t) in enumerate(zip(rl, el, kept, strict=True))
         if t
     ]
 
