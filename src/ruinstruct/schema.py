@@ -1,4 +1,4 @@
-"""The dialog record every stage reads and writes (see DESIGN.md).
+"""The dialog record every stage reads and writes.
 
 Records are plain dicts so they go through datasets/pyarrow/json without conversion:
 
@@ -8,8 +8,11 @@ Records are plain dicts so they go through datasets/pyarrow/json without convers
     messages   [{"role": "system"|"user"|"assistant", "content": str}, ...]
     origin_id  id of the English dialog a translation came from (None for originals)
     license    the source's license, carried to the dataset card
-    meta       source-specific extras; stored as a JSON string in parquet so that the
-               schema stays identical across sources (pyarrow cannot merge ragged structs)
+    meta       source-specific extras; translations add "translator" (its id) and
+               "mt_logprob" (its score per unit of each message), hub records
+               "upstream_revision" (the dataset commit read); stored as a JSON string in
+               parquet so that the schema stays identical across sources (pyarrow cannot
+               merge ragged structs)
 """
 
 from __future__ import annotations
