@@ -203,10 +203,11 @@ def filter_cmd(
 ) -> None:
     """Run the corruption filters; rejected rows carry "reasons": [str]."""
     from .config import FilterConfig
+    from .io import rejects_path
     from .stages.data import filter_files
 
     fcfg = _config(config).filters if config else FilterConfig()
-    bad_originals = Path(rejected).with_name(Path(originals).stem + ".rejects.jsonl")
+    bad_originals = rejects_path(originals, Path(rejected).parent)  # beside the outputs, not the input
     s = filter_files([input], [originals], fcfg, kept, rejected, originals_rejects_path=bad_originals)
     _print_outputs({"input": s["translated"] + s["invalid_input"], "kept": s["kept"],
                     "rejected": s["rejected"] + s["invalid_input"], "invalid_input": s["invalid_input"],

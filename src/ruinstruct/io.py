@@ -126,13 +126,6 @@ def iter_jsonl_lines(path: str | os.PathLike[str]) -> Iterator[JsonlLine]:
                 yield JsonlLine(lineno, None, text, "malformed JSON line")
 
 
-def iter_jsonl(path: str | os.PathLike[str]) -> Iterator[tuple[int, Any | None, str]]:
-    """Yield (line number, parsed object or None if malformed, raw line) for non-blank lines.
-    (iter_jsonl_lines also says why a line failed.)"""
-    for line in iter_jsonl_lines(path):
-        yield line.lineno, line.obj, line.raw
-
-
 def read_jsonl(path: str | os.PathLike[str]) -> list[Any]:
     """Strict reader for files this project wrote (a bad line is an error naming file:line)."""
     out = []
@@ -312,10 +305,11 @@ def _dialog_rows(path: Path) -> Iterator[tuple[str, Any, str | None, str | None]
 
 # ---- rejects ---------------------------------------------------------------------------------
 
-def rejects_path(output: str | os.PathLike[str]) -> Path:
-    """`<output stem>.rejects.jsonl` beside `output` (DESIGN.md stage contract)."""
+def rejects_path(output: str | os.PathLike[str], folder: str | os.PathLike[str] | None = None) -> Path:
+    """`<output stem>.rejects.jsonl` beside `output` (DESIGN.md stage contract), or in `folder`
+    (the rejects of an input file that must not be written beside the input)."""
     output = Path(output)
-    return output.with_name(f"{output.stem}.rejects.jsonl")
+    return Path(folder if folder is not None else output.parent) / f"{output.stem}.rejects.jsonl"
 
 
 def reject_row(

@@ -15,6 +15,7 @@ from ruinstruct.io import (
     read_dialog_records,
     read_jsonl,
     reject_row,
+    rejects_path,
     write_dialogs,
     write_json,
     write_jsonl,
@@ -153,3 +154,9 @@ def test_writers_refuse_nan_and_name_the_file(tmp_path):
 def test_reject_row_keeps_nan_as_text():
     row = reject_row(["bad"], record={"a": [math.nan, -math.inf], "b": 1.5}, where="f:1")
     assert row == {"a": ["NaN", "-Infinity"], "b": 1.5, "where": "f:1", "reasons": ["bad"]}
+
+
+def test_rejects_path_beside_the_output_or_in_a_given_folder():
+    assert rejects_path("out/ru.jsonl") == Path("out/ru.rejects.jsonl")
+    # the filter command's invalid originals: beside its outputs, never in the user's input folder
+    assert rejects_path("inputs/en.parquet", "out") == Path("out/en.rejects.jsonl")

@@ -9,7 +9,6 @@ import math
 from collections import defaultdict
 from typing import Any
 
-from ..schema import Dialog
 from .apply import FilterResult
 from .confidence import dialog_min_logprob
 
@@ -52,13 +51,7 @@ def score_distribution(dialogs: list[dict[str, Any]], bins: int = 8) -> dict[str
     return out
 
 
-def filter_report(
-    result: FilterResult,
-    *,
-    examples_per_kind: int = 3,
-    max_chars: int = 300,
-    originals: dict[str, Dialog] | None = None,
-) -> dict[str, Any]:
+def filter_report(result: FilterResult, *, examples_per_kind: int = 3, max_chars: int = 300) -> dict[str, Any]:
     """A JSON-able summary: totals, dialogs dropped per filter, per rule ("repetition/token_run")
     and per source, the translator score distribution, and up to `examples_per_kind` truncated
     examples per rule."""
@@ -67,16 +60,13 @@ def filter_report(
         for r in reasons:
             if len(examples[r.kind]) >= examples_per_kind:
                 continue
-            ex = {
+            examples[r.kind].append({
                 "id": row.get("id"),
                 "origin_id": row.get("origin_id"),
                 "source": row.get("source"),
                 "reason": _clip(str(r), max_chars),
                 "translation": _clip(_text(row), max_chars),
-            }
-            if originals and row.get("origin_id") in originals:
-                ex["original"] = _clip(_text(originals[row["origin_id"]]), max_chars)  # type: ignore[arg-type]
-            examples[r.kind].append(ex)
+            })
     return {
         "in": result.total,
         "kept": len(result.kept),

@@ -17,7 +17,15 @@ from typing import Any
 from .. import runtime
 from ..config import FilterConfig, RunConfig, SourceConfig, TranslationConfig, resolve_config
 from ..errors import UserError
-from ..io import read_dialogs, read_json, rejects_path, write_dialogs, write_json, write_jsonl
+from ..io import (
+    read_dialog_records,
+    read_dialogs,
+    read_json,
+    rejects_path,
+    write_dialogs,
+    write_json,
+    write_jsonl,
+)
 from ..paths import RunPaths, stats_sidecar
 from ..schema import Dialog, content_hash
 
@@ -234,20 +242,23 @@ def translate_shard(
     return stats
 
 
-def read_input(path: PathLike) -> tuple[list[Dialog], list[dict[str, Any]]]:
-    """Dialog records from a user's file: (valid dialogs, rejects with file:line and reasons:
-    not UTF-8, malformed, invalid, duplicate id). A missing file names its path."""
-    from ..io import read_dialog_records
-
-    return read_dialog_records(path)
-
-
 def read_any(path: PathLike) -> tuple[list[Dialog], list[dict[str, Any]]]:
     """A run's own parquet file (written validated), or a user's JSONL (validated here)."""
     path = require_file(path)
     if path.suffix == ".jsonl":
-        return read_input(path)
+        return read_dialog_records(path)
     return read_dialogs(path), []
+
+
+def read_all(files: Iterable[PathLike]) -> tuple[list[Dialog], list[dict[str, Any]]]:
+    """read_any of each file, concatenated: (valid dialogs, reject rows)."""
+    ok: list[Dialog] = []
+    bad: list[dict[str, Any]] = []
+    for f in files:
+        dialogs, rejects = read_any(f)
+        ok += dialogs
+        bad += rejects
+    return ok, bad
 
 
 def translate_file(
@@ -263,7 +274,7 @@ def translate_file(
     from ..translate.cache import ParagraphCache
     from ..translate.dialogs import translate_dialogs
 
-    dialogs, rejects = read_input(input)  # the input first: a wrong file needs no model loaded
+    dialogs, rejects = read_dialog_records(input)  # the input first: a wrong file needs no model loaded
     rejects_file = rejects_path(output)
     write_jsonl(rejects_file, rejects)
     if not dialogs:
@@ -304,18 +315,8 @@ def filter_files(
     from ..filters import apply_filters, filter_report, pair_with_originals
 
     translated, originals = list(translated), list(originals)
-    en: list[Dialog] = []
-    bad_en: list[dict[str, Any]] = []
-    for f in originals:
-        ok, bad = read_any(f)
-        en += ok
-        bad_en += bad
-    ru: list[Dialog] = []
-    bad_ru: list[dict[str, Any]] = []
-    for f in translated:
-        ok, bad = read_any(f)
-        ru += ok
-        bad_ru += bad
+    en, bad_en = read_all(originals)
+    ru, bad_ru = read_all(translated)
     if not ru:
         # as translate_file: an empty kept file and exit 0 would hide that nothing was usable
         write_jsonl(rejects_path, bad_ru)
