@@ -84,6 +84,18 @@ def test_shard_output_is_named_by_translator_and_shard(tmp_path):
     assert [j.refresh for j in stages.shard_jobs([ref], paths, "m#a")] == [True]
 
 
+def test_data_run_hashes_the_model_folder_once(tmp_path, monkeypatch):
+    from ruinstruct import config as config_module
+    from ruinstruct.config import load_config
+
+    calls = []
+    monkeypatch.setattr(config_module, "_model_identity", lambda model: calls.append(model) or "ident")
+    tcfg = TranslationConfig(model=str(tmp_path), device="cpu", dtype="float32", max_input_tokens=100)
+    run = stages.DataRun(config=load_config(REPO / "configs" / "tiny.yaml"), translation=tcfg)
+    ids = {run.translator_id for _ in range(5)}
+    assert ids == {tcfg.translator_id} and len(calls) == 2  # the run's once, the line above's once
+
+
 class Upper:
     """A translator that counts the texts sent to it."""
 

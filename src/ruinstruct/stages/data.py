@@ -6,6 +6,7 @@ The flow (flows/data.py) calls them through Prefect tasks; the CLI's `translate`
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 from collections import Counter, defaultdict
@@ -64,8 +65,10 @@ class DataRun:
     def root(self) -> str:
         return str(self.config.root_path)
 
-    @property
+    @functools.cached_property
     def translator_id(self) -> str:
+        # computed once: for a local model folder it hashes the model files (config.py
+        # _model_identity reads each one up to 64 MB), and a run asks for it once per shard
         return self.translation.translator_id
 
     @property
