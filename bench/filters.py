@@ -166,6 +166,25 @@ def heldout_real_translations(shared: Path) -> list[dict]:
     return rows
 
 
+def splits(rows: list[dict], shared: Path | None) -> dict[str, list[dict]]:
+    """The labelled rows by split, plus the held-out real translations when `shared`/data is there."""
+    out = {"in_sample": [r for r in rows if r.get("split", "tune") == "tune"],
+           "heldout": [r for r in rows if r.get("split") == "heldout"]}
+    if shared is not None and (shared / "data/mmlu_ru").is_dir():
+        out["heldout_real_translations"] = heldout_real_translations(shared)
+    return out
+
+
+def targets(ours: dict[str, dict]) -> dict[str, bool]:
+    """The issue's targets, by name, from `metrics` per split: recall of each new kind in and out
+    of sample, and the false-reject rate of every split."""
+    return {
+        **{f"recall_{k}_{s}": ours[s]["per_kind"].get(k, {}).get("rate", 0) >= TARGET_RECALL
+           for s in ("in_sample", "heldout") for k in NEW_KINDS},
+        **{f"false_reject_{s}": (ours[s]["false_reject_rate"] or 0) <= TARGET_FALSE_REJECT for s in ours},
+    }
+
+
 def table(out: dict) -> list[dict]:
     """One row per (split, kind): the rate of ruinstruct and of OpusFilter side by side."""
     rows = []
@@ -187,13 +206,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="with its data/ present, also report false rejects on held-out real translations")
     args = ap.parse_args(argv)
     rows = [json.loads(line) for line in args.fixture.read_text(encoding="utf-8").splitlines() if line.strip()]
-    splits = {"in_sample": [r for r in rows if r.get("split", "tune") == "tune"],
-              "heldout": [r for r in rows if r.get("split") == "heldout"]}
-    if (args.shared / "data/mmlu_ru").is_dir():
-        splits["heldout_real_translations"] = heldout_real_translations(args.shared)
+    parts = splits(rows, args.shared)
 
     out: dict[str, Any] = {"fixture": str(args.fixture), "ruinstruct": {}}
-    for name, part in splits.items():
+    for name, part in parts.items():
         rejects, extra = ruinstruct_rejects(part)
         out["ruinstruct"][name] = {**metrics(part, rejects), **extra}
 
@@ -205,18 +221,13 @@ def main(argv: list[str] | None = None) -> int:
             out["opusfilter"] = {"error": f"not installed ({e}); pip install -e '.[bench]'"}
     if opus is not None:
         out["opusfilter"] = {"unit": "paragraph pair (aligned line; whole message when line counts differ)"}
-        for name, part in splits.items():
+        for name, part in parts.items():
             rejects, extra = opus_rejects(part, opus)
             res = {**metrics(part, rejects), **extra}
             res["per_filter"] = dict(Counter(f for fs in rejects.values() for f in fs))
             out["opusfilter"][name] = res
 
-    ours = out["ruinstruct"]
-    out["targets"] = {
-        **{f"recall_{k}_{s}": ours[s]["per_kind"].get(k, {}).get("rate", 0) >= TARGET_RECALL
-           for s in ("in_sample", "heldout") for k in NEW_KINDS},
-        **{f"false_reject_{s}": (ours[s]["false_reject_rate"] or 0) <= TARGET_FALSE_REJECT for s in ours},
-    }
+    out["targets"] = targets(out["ruinstruct"])
     out["table"] = table({k: v for k, v in out.items() if k in ("ruinstruct", "opusfilter")}
                          | {"opusfilter": {k: v for k, v in out.get("opusfilter", {}).items() if isinstance(v, dict)}})
     if not args.misses:
