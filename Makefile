@@ -36,7 +36,7 @@ test: setup tiny
 	RUINSTRUCT_TINY_DIR=$(abspath $(TINY)) $(BIN)/python -m pytest -m "not gpu" $(PYTEST_ARGS)
 
 lint: setup
-	$(BIN)/ruff check src tasks flows tests bench
+	$(BIN)/ruff check src tasks flows tests bench tools
 
 clean:
 	rm -rf runs .cache .pytest_cache

@@ -270,7 +270,7 @@ def make_fragment_inserter(fragment: str, mode: str):
     return fn
 
 
-def hallucinate_long(d: dict, rng: random.Random, tr: OurTranslator) -> dict:
+def hallucinate_long(d: dict, tr: OurTranslator) -> dict:
     msgs = ru_messages(d)
     mi = longest_message_index(d)
     base = msgs[mi][1]
@@ -294,7 +294,7 @@ def truncate(d: dict, rng: random.Random) -> dict:
     return with_messages(d, msgs, "trunc")
 
 
-def break_roles(d: dict, rng: random.Random, variant: int) -> dict:
+def break_roles(d: dict, variant: int) -> dict:
     msgs = ru_messages(d)
     if variant == 0:  # roles swapped
         msgs = [["assistant" if r == "user" else "user", c] for r, c in msgs]
@@ -303,7 +303,7 @@ def break_roles(d: dict, rng: random.Random, variant: int) -> dict:
     elif variant == 2:  # user and answer merged into one message
         msgs = [["user", "\n".join(c for _, c in msgs)]]
     elif variant == 3:  # a message duplicated
-        msgs = msgs + [msgs[-1]]
+        msgs = [*msgs, msgs[-1]]
     else:  # a system message invented
         msgs = [["system", "Ты полезный помощник."], *msgs]
     return with_messages(d, msgs, f"roles{variant}")
@@ -325,7 +325,7 @@ def merge_lines(d: dict, rng: random.Random) -> dict | None:
     return with_messages(d, msgs, "merged")
 
 
-def untranslated(en: dict, ru: dict, rng: random.Random, variant: int) -> dict:
+def untranslated(en: dict, ru: dict, variant: int) -> dict:
     msgs = ru_messages(ru)
     en_msgs = ru_messages(en)
     if variant == 0:  # everything copied
@@ -456,7 +456,7 @@ def translate_inline(d: dict, rng: random.Random, words: list[str]) -> dict | No
         for i, ln in enumerate(lines):
             if mask[i] or ln.strip().startswith("```"):
                 continue
-            new = re.sub(r"`([^`\n]+)`", lambda mm: rng.choice([f"`{rng.choice(words)}`", rng.choice(words)]), ln)
+            new = re.sub(r"`([^`\n]+)`", lambda _m: rng.choice([f"`{rng.choice(words)}`", rng.choice(words)]), ln)
             if new != ln:
                 lines[i], changed = new, True
         m[1] = "\n".join(lines)
@@ -771,7 +771,7 @@ def build(shared: Path) -> list[dict]:
                 add("corrupt", "degenerate_fragment", en, c)
 
     for en, ru in sample(prose_goods, 6):
-        add("corrupt", "hallucinated_long", en, hallucinate_long(ru, rng, tr))
+        add("corrupt", "hallucinated_long", en, hallucinate_long(ru, tr))
 
     for en, ru in sample(code_goods, 16):
         c = map_code_lines(ru, translate_keywords(rng), "kw")
@@ -815,9 +815,9 @@ def build(shared: Path) -> list[dict]:
                 add("corrupt", "broken_table", en, c)
 
     for en, ru in sample(prose_goods + code_goods, 6):
-        add("corrupt", "untranslated", en, untranslated(en, ru, rng, 0))
+        add("corrupt", "untranslated", en, untranslated(en, ru, 0))
     for en, ru in sample(prose_goods + code_goods, 6):
-        add("corrupt", "untranslated", en, untranslated(en, ru, rng, 1))
+        add("corrupt", "untranslated", en, untranslated(en, ru, 1))
     for en, ru in sample([g for g in goods if g[1]["source"] != "local/handwritten"], 12):
         c = untranslated_line(en, ru, rng)
         if c is not None:
@@ -831,10 +831,11 @@ def build(shared: Path) -> list[dict]:
         add("corrupt", "truncated", en, truncate(ru, rng))
     for v in range(5):
         en, ru = rng.choice(goods)
-        add("corrupt", "role_broken", en, break_roles(ru, rng, v))
+        add("corrupt", "role_broken", en, break_roles(ru, v))
     for en, ru in sample(goods, 5):
         add("corrupt", "empty_message", en, empty_message(ru, rng))
-    for en, ru in sample([g for g in goods if any(m["content"].count("\n") >= 2 for m in g[1]["messages"])], 6):
+    multiline = [g for g in goods if any(m["content"].count("\n") >= 2 for m in g[1]["messages"])]
+    for en, ru in sample(multiline, 6):
         c = merge_lines(ru, rng)
         if c is not None:
             add("corrupt", "lines_merged", en, c)
@@ -895,7 +896,8 @@ def main(argv: list[str] | None = None) -> int:
             f.write(json.dumps(r, ensure_ascii=False, separators=(",", ":")) + "\n")
     kinds = Counter((r["label"], r["kind"]) for r in rows)
     labels = Counter(r["label"] for r in rows)
-    print(json.dumps({"rows": len(rows), **labels, "kinds": {f"{a}/{b}": n for (a, b), n in sorted(kinds.items())}}, indent=1))
+    by_kind = {f"{a}/{b}": n for (a, b), n in sorted(kinds.items())}
+    print(json.dumps({"rows": len(rows), **labels, "kinds": by_kind}, indent=1))
     return 0
 
 
