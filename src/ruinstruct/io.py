@@ -306,7 +306,7 @@ def _dialog_rows(path: Path) -> Iterator[tuple[str, Any, str | None, str | None]
 # ---- rejects ---------------------------------------------------------------------------------
 
 def rejects_path(output: str | os.PathLike[str], folder: str | os.PathLike[str] | None = None) -> Path:
-    """`<output stem>.rejects.jsonl` beside `output` (DESIGN.md stage contract), or in `folder`
+    """`<output stem>.rejects.jsonl` beside `output` (every stage's rejects contract), or in `folder`
     (the rejects of an input file that must not be written beside the input)."""
     output = Path(output)
     return Path(folder if folder is not None else output.parent) / f"{output.stem}.rejects.jsonl"
