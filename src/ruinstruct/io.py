@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from .errors import UserError
+from .paths import REJECTS_SUFFIX
 from .schema import FIELDS, Dialog, null_non_finite, validate
 
 
@@ -309,7 +310,7 @@ def rejects_path(output: str | os.PathLike[str], folder: str | os.PathLike[str] 
     """`<output stem>.rejects.jsonl` beside `output` (every stage's rejects contract), or in `folder`
     (the rejects of an input file that must not be written beside the input)."""
     output = Path(output)
-    return Path(folder if folder is not None else output.parent) / f"{output.stem}.rejects.jsonl"
+    return Path(folder if folder is not None else output.parent) / f"{output.stem}{REJECTS_SUFFIX}"
 
 
 def reject_row(
