@@ -23,7 +23,8 @@ asks instead whether the lengths are better explained by a merge/split or by a s
 no counterpart, so it also finds a short missing sentence in a long paragraph ("Sure, I think
 it's a mix of factors." dropped from four sentences), which the paragraph ratio cannot.
 
-Calibration on real EN->RU MT (M2M100 / WMT-style output in ../shared/data), tune split only
+Calibration on real EN->RU MT (M2M100 / WMT-style output; the public samples listed in
+tests/fixtures/FILTER_SET_SOURCES.md), tune split only
 (the 60 Dolly log pairs + even chip2 records; the odd chip2 records, MT-Bench RU and MMLU RU
 were not used):
   paragraphs of 40+ source chars in messages whose line counts match: 147 paragraphs, mean log
