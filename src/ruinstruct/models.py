@@ -50,8 +50,10 @@ MLP_TARGETS: dict[str, tuple[str, ...]] = {
     "xglm": ("fc1", "fc2"),
     "gpt2": ("mlp.c_fc", "mlp.c_proj"),
 }
-# GPT-2's linears are transformers' Conv1D, whose weight is stored (in, out): LoRA must know,
-# or peft sets it itself with a warning on every load.
+# GPT-2's linears are transformers' Conv1D, whose weight is stored (in, out): LoRA must know to
+# merge correctly, or peft sets it itself with a warning on every load. Loaded in int8/nf4 they
+# become bitsandbytes linears in (out, in) layout; peft's bnb LoRA layers then force it to False,
+# so the same spec serves both.
 FAN_IN_FAN_OUT: dict[str, bool] = {"llama": False, "xglm": False, "gpt2": True}
 # config.json model_type of each family's reference architecture: a local or cached config that
 # names another of these types contradicts the family given.
@@ -131,6 +133,10 @@ class ModelSpec(BaseModel):
         if len(set(v)) != len(v):
             raise ValueError("a LoRA target is listed twice")
         return v
+
+    def load_kwargs(self) -> dict[str, Any]:
+        """The model-specific arguments of from_pretrained (dtype, quantization are the run's)."""
+        return {"revision": self.revision, "trust_remote_code": self.trust_remote_code}
 
     def lora_kwargs(self) -> dict[str, Any]:
         """The model-specific arguments of peft.LoraConfig (r, alpha, dropout are the run's)."""

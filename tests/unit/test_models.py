@@ -73,6 +73,31 @@ def test_peft_wraps_exactly_the_modules_the_check_counts(family, tiny_dir):
         assert not any(n.endswith("mlp.c_proj") for n in wrapped)
 
 
+@pytest.mark.parametrize("family", ["llama", "gpt2"])
+def test_targets_check_on_the_int8_model(family, tiny_dir):
+    """The LoRA path loads int8 weights: bitsandbytes linears (GPT-2's Conv1D included) still
+    count as linears, and peft's int8 LoRA layers ignore GPT-2's fan_in_fan_out."""
+    import warnings
+
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = AutoModelForCausalLM.from_pretrained(
+            tiny_dir / family, quantization_config=BitsAndBytesConfig(load_in_8bit=True), device_map="cpu"
+        )
+        targets = M.lora_targets(family)
+        assert {type(m).__name__ for n, m in model.named_modules() if any(M.matches(n, t) for t in targets)} == {
+            "Linear8bitLt"
+        }
+        assert M.check_lora_targets(model, targets) == {t: LAYERS for t in targets}
+        spec = M.resolve_model(str(tiny_dir / family), family)
+        peft_model = get_peft_model(model, LoraConfig(r=4, **spec.lora_kwargs()))
+    flags = {m.fan_in_fan_out for m in peft_model.modules() if hasattr(m, "lora_A")}
+    assert flags == {False}
+
+
 def test_linear_module_suffixes(tiny_models):
     assert M.linear_module_suffixes(tiny_models["llama"]) == [
         "lm_head", "mlp.down_proj", "mlp.gate_proj", "mlp.up_proj",
@@ -223,6 +248,7 @@ def test_model_spec_as_config_entry():
     s = M.ModelSpec.model_validate({"name": "g", "hf_id": "x/g", "family": "gpt2", "context_length": 1024})
     assert (s.lora_targets, s.fan_in_fan_out, s.template) == (("attn.c_attn", "attn.c_proj"), True, "lora")
     assert s.lora_kwargs() == {"target_modules": ["attn.c_attn", "attn.c_proj"], "fan_in_fan_out": True}
+    assert s.load_kwargs() == {"revision": None, "trust_remote_code": False}
     with pytest.raises(ValidationError, match="extra_forbidden"):
         M.ModelSpec.model_validate({"name": "g", "hf_id": "x/g", "family": "gpt2", "context_length": 1, "ctx": 2})
     with pytest.raises(ValidationError, match="at least one LoRA target is needed"):
