@@ -224,5 +224,29 @@ def mix(config: ConfigOpt, output: OutputOpt = None) -> None:
     _print_outputs(mix_only(cfg))
 
 
+# Prompt formats: the outer app's error handling (_Commands) covers these commands too.
+chat_app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="markdown",
+                       help="The paper's prompt templates (full: Human/Assistant, lora: system/user/bot).")
+app.add_typer(chat_app, name="chat")
+
+
+@chat_app.command("render")
+def chat_render(
+    model: Annotated[Path, typer.Option("--model", "-m", help="model folder whose tokenizer renders the text")],
+    template: Annotated[str, typer.Option("--template", "-t", help="full | lora")],
+    input: Annotated[Path, typer.Option("--input", "-i", help="dialog records (JSONL or parquet)")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="rows {id, text, input_ids, labels} (JSONL)")],
+    max_length: Annotated[int | None, typer.Option("--max-length", min=1,
+                                                   help="context in tokens (default: the tokenizer's)")] = None,
+    policy: Annotated[str, typer.Option("--policy", help="a dialog longer than the context: drop | truncate "
+                                        "(at a turn boundary)")] = "drop",
+) -> None:
+    """Show what a model trains on: one row per dialog, labels -100 where there is no loss. Invalid
+    records and dialogs the context policy drops go to OUT.rejects.jsonl with reasons."""
+    from .chat import render_file
+
+    _print_outputs(render_file(model, template, input, output, max_length=max_length, policy=policy))
+
+
 if __name__ == "__main__":
     main()
