@@ -130,6 +130,16 @@ def test_labels_come_from_the_template_mask(llama_tok):
     assert [int(label != -100) for label in row["labels"]] == enc["assistant_masks"]
 
 
+@pytest.mark.parametrize("kind", chat.KINDS)
+def test_trl_takes_the_template_as_is(llama_tok, kind):
+    """SFTTrainer(assistant_only_loss=True) keeps a template with generation markers, and does not
+    warn that the answer's end token is outside the loss."""
+    from trl.chat_template_utils import has_generation_markers, is_chat_template_stop_token_trained
+
+    assert has_generation_markers(chat.TEMPLATES[kind])
+    assert is_chat_template_stop_token_trained(llama_tok, chat.TEMPLATES[kind])
+
+
 # ---- generation prompts ------------------------------------------------------------------------
 
 @pytest.mark.parametrize("kind", chat.KINDS)
