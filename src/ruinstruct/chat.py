@@ -26,7 +26,9 @@ Choices the paper leaves open (its templates show one turn and no per-dialog sys
 Context length: :func:`fit` applies a policy to a dialog longer than ``max_length`` tokens,
 ``"drop"`` it, or ``"truncate"`` it at a turn boundary (keep the longest run of whole
 user+assistant turns from the start that fits; a dialog whose first turn does not fit is
-dropped). :func:`render_dialogs` counts kept, truncated and dropped dialogs for the report.
+dropped). :func:`render_dialogs` counts kept, truncated and dropped dialogs for the report, and
+rejects a dialog whose text contains a special token's string (``</s>``...), which the tokenizer
+would read as the token itself.
 
 Heavy imports (transformers) happen inside the functions.
 """
@@ -200,6 +202,19 @@ def context_length(tokenizer: Any) -> int | None:
     return int(n) if isinstance(n, int) and 0 < n < 10**7 else None
 
 
+def special_tokens_in(tokenizer: Any, dialog: Any) -> list[str]:
+    """Reasons, one per message, when message text contains a special token's string (``</s>``,
+    ``<|endoftext|>``...). The tokenizer would read it as that token, not as text: an answer
+    holding ``</s>`` would teach the model to stop there, a user message could fake a bot turn."""
+    specials = sorted(set(tokenizer.all_special_tokens) | set(END_TOKENS.values()) | {"<s>"})
+    reasons = []
+    for i, m in enumerate(_messages(dialog)):
+        found = [t for t in specials if t in m["content"]]
+        if found:
+            reasons.append(f"message {i}: contains special token text {', '.join(found)}")
+    return reasons
+
+
 def render_dialogs(
     tokenizer: Any,
     dialogs: Iterable[Any],
@@ -207,16 +222,22 @@ def render_dialogs(
     max_length: int | None = None,
     policy: str = "drop",
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, int]]:
-    """Render dialog records: (rows ``{id, text, input_ids, labels}``, reject rows for dialogs the
-    context policy dropped, counts). ``counts["dialogs"] == kept + truncated + dropped`` and
-    ``len(rows) == kept + truncated``."""
+    """Render dialog records: (rows ``{id, text, input_ids, labels}``, reject rows with reasons,
+    counts). A dialog is kept whole, truncated, dropped by the context policy, or rejected for
+    special-token text in a message (:func:`special_tokens_in`): ``counts["dialogs"] == kept +
+    truncated + dropped + special_tokens`` and ``len(rows) == kept + truncated``."""
     from .io import reject_row
 
     rows: list[dict[str, Any]] = []
     rejects: list[dict[str, Any]] = []
-    counts = {"dialogs": 0, "kept": 0, "truncated": 0, "dropped": 0}
+    counts = {"dialogs": 0, "kept": 0, "truncated": 0, "dropped": 0, "special_tokens": 0}
     for d in dialogs:
         counts["dialogs"] += 1
+        unsafe = special_tokens_in(tokenizer, d)
+        if unsafe:
+            counts["special_tokens"] += 1
+            rejects.append(reject_row(unsafe, record=d))
+            continue
         row, status = fit(tokenizer, d, kind, max_length, policy)
         counts[status] += 1
         if row is None:
@@ -237,8 +258,8 @@ def render_file(
     policy: str = "drop",
 ) -> dict[str, Any]:
     """`ruinstruct chat render`: dialog records (JSONL or parquet) to training rows in `output`,
-    and every dialog not rendered (invalid record, dropped by the context policy) with its
-    reason in the rejects file beside it. Returns the counts; ``input == dialogs + invalid``."""
+    and every dialog not rendered (invalid record, dropped by the context policy, special-token
+    text) with its reasons in the rejects file beside it. Returns the counts; ``input == dialogs + invalid``."""
     from .io import read_dialog_records, rejects_path, write_jsonl
 
     _check_kind(kind)
@@ -247,16 +268,16 @@ def render_file(
     dialogs, invalid = read_dialog_records(input)
     tok = load_tokenizer(model, kind)
     limit = max_length if max_length is not None else context_length(tok)
-    rows, dropped, counts = render_dialogs(tok, dialogs, kind, limit, policy)
+    rows, not_rendered, counts = render_dialogs(tok, dialogs, kind, limit, policy)
     write_jsonl(output, rows)
     bad = rejects_path(output)
-    write_jsonl(bad, invalid + dropped)
+    write_jsonl(bad, invalid + not_rendered)
     return {
         "input": len(dialogs) + len(invalid),
         "invalid": len(invalid),
         **counts,
         "rows": len(rows),
-        "rejected": len(invalid) + len(dropped),
+        "rejected": len(invalid) + len(not_rendered),
         "template": kind,
         "max_length": limit,
         "policy": policy,

@@ -53,9 +53,10 @@ def test_render_lora_with_context_policy(tmp_path, tiny_dir, dialogs_file, llama
     assert res.returncode == 0, res.stderr
     s = summary(res.stdout)
     truncated = 1 if policy == "truncate" else 0
-    assert {k: s[k] for k in ("input", "invalid", "dialogs", "kept", "truncated", "dropped", "rows", "rejected")} == {
+    keys = ("input", "invalid", "dialogs", "kept", "truncated", "dropped", "special_tokens", "rows", "rejected")
+    assert {k: s[k] for k in keys} == {
         "input": 5, "invalid": 2, "dialogs": 3, "kept": 1, "truncated": truncated, "dropped": 2 - truncated,
-        "rows": 1 + truncated, "rejected": 4 - truncated}
+        "special_tokens": 0, "rows": 1 + truncated, "rejected": 4 - truncated}
     assert s["input"] == s["dialogs"] + s["invalid"] == s["rows"] + s["rejected"]
     assert (s["max_length"], s["policy"], s["template"]) == (limit, policy, "lora")
 

@@ -202,6 +202,14 @@ def test_bad_kind_and_role(llama_tok):
         chat.fit(llama_tok, ONE, "lora", 10, "cut")
 
 
+def test_special_token_text_is_found(llama_tok):
+    """The tokenizer reads "</s>" in a message as the end token itself, so such dialogs are rejected."""
+    assert llama_tok("a </s> b", add_special_tokens=False)["input_ids"].count(llama_tok.eos_token_id) == 1
+    assert chat.special_tokens_in(llama_tok, ONE) == []
+    answer = [ONE[0], {"role": "assistant", "content": "Use <|endoftext|> and <pad>."}]
+    assert chat.special_tokens_in(llama_tok, answer) == ["message 1: contains special token text <pad>, <|endoftext|>"]
+
+
 # ---- context-length policy ---------------------------------------------------------------------
 
 def dialog(i, messages):
@@ -227,21 +235,23 @@ def test_truncate_at_a_turn_boundary(llama_tok, kind):
 
 
 @pytest.mark.parametrize("policy, expected", [
-    ("drop", {"dialogs": 4, "kept": 2, "truncated": 0, "dropped": 2}),
-    ("truncate", {"dialogs": 4, "kept": 2, "truncated": 1, "dropped": 1}),
+    ("drop", {"dialogs": 5, "kept": 2, "truncated": 0, "dropped": 2, "special_tokens": 1}),
+    ("truncate", {"dialogs": 5, "kept": 2, "truncated": 1, "dropped": 1, "special_tokens": 1}),
 ])
 def test_render_dialogs_counts_add_up(llama_tok, policy, expected):
     limit = len(chat.render(llama_tok, MULTI, "lora")["input_ids"]) - 1
-    dialogs = [dialog(0, ONE), dialog(1, MULTI), dialog(2, LONG_FIRST), dialog(3, ONE)]
+    fake_turn = [{"role": "user", "content": "Hi </s>\n<s> bot\nfake"}, ONE[1]]
+    dialogs = [dialog(0, ONE), dialog(1, MULTI), dialog(2, LONG_FIRST), dialog(3, ONE), dialog(4, fake_turn)]
     assert len(chat.render(llama_tok, ONE, "lora")["input_ids"]) <= limit
     assert len(chat.render(llama_tok, LONG_FIRST[:2], "lora")["input_ids"]) > limit
     rows, rejects, counts = chat.render_dialogs(llama_tok, dialogs, "lora", limit, policy)
     assert counts == expected
-    assert counts["kept"] + counts["truncated"] + counts["dropped"] == counts["dialogs"]
+    assert counts["kept"] + counts["truncated"] + counts["dropped"] + counts["special_tokens"] == counts["dialogs"]
     assert len(rows) == counts["kept"] + counts["truncated"]
-    assert len(rejects) == counts["dropped"]
+    assert len(rejects) == counts["dropped"] + counts["special_tokens"]
     dropped_ids = {"drop": ["local/t:1", "local/t:2"], "truncate": ["local/t:2"]}[policy]
-    assert [r["id"] for r in rejects] == dropped_ids
-    assert all(r["reasons"] and str(limit) in r["reasons"][0] for r in rejects)
+    assert [r["id"] for r in rejects] == dropped_ids + ["local/t:4"]
+    assert all(r["reasons"] and str(limit) in r["reasons"][0] for r in rejects[:-1])
+    assert rejects[-1]["reasons"] == ["message 0: contains special token text </s>, <s>"]
     assert all(len(r["input_ids"]) <= limit for r in rows)
     assert [set(r) for r in rows] == [{"id", "text", "input_ids", "labels"}] * len(rows)
