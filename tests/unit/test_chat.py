@@ -255,3 +255,11 @@ def test_render_dialogs_counts_add_up(llama_tok, policy, expected):
     assert rejects[-1]["reasons"] == ["message 0: contains special token text </s>, <s>"]
     assert all(len(r["input_ids"]) <= limit for r in rows)
     assert [set(r) for r in rows] == [{"id", "text", "input_ids", "labels"}] * len(rows)
+
+
+def test_slow_tokenizer_is_refused(tiny_dir):
+    """The answer mask comes from token offsets, which only fast tokenizers give."""
+    with pytest.raises(UserError, match="needs a fast tokenizer .* got M2M100Tokenizer"):
+        chat.load_tokenizer(tiny_dir / "translator", "lora")
+    tok = chat.load_tokenizer(tiny_dir / "llama", "lora")
+    assert chat.template_kind(tok) == "lora"
