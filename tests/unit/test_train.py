@@ -1,0 +1,215 @@
+"""Fine-tuning on the tiny models with TRL's SFTTrainer: LoRA on int8 weights (tiny LLaMA) and full
+fine-tuning (tiny XGLM) overfit a handful of dialogs read from a dataset folder, save what reloads
+and generates with its chat template, and TRL trains on exactly chat.render's labels."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+from pydantic import ValidationError
+
+from ruinstruct import chat
+from ruinstruct.models import resolve_model, template_for
+from ruinstruct.train import TrainSettings
+from ruinstruct.train.sft import build_trainer, prepare_split
+
+
+def _dialog(i, turns, lang="ru"):
+    messages = []
+    for user, answer in turns:
+        messages += [{"role": "user", "content": user}, {"role": "assistant", "content": answer}]
+    return {"id": f"d{i}", "source": "test", "lang": lang, "messages": messages, "origin_id": None,
+            "license": "apache-2.0", "meta": {}}
+
+
+DIALOGS = [
+    _dialog(0, [("Привет!", "Здравствуйте, чем помочь?")]),
+    _dialog(1, [("How do I boil an egg?", "Ten minutes in boiling water."), ("And a soft one?", "Six minutes.")], "en"),
+    _dialog(2, [("Столица России?", "Москва.")]),
+    _dialog(3, [("What is two plus two?", "Four.")], "en"),
+]
+
+
+def _write_dataset(folder, train, validation):
+    """A dataset folder as the data flow writes it (mix.split_file names, parquet)."""
+    from ruinstruct.io import write_dialogs
+    from ruinstruct.mix import split_file
+
+    write_dialogs(split_file(folder, "train"), train)
+    write_dialogs(split_file(folder, "validation"), validation)
+    return folder
+
+
+def _overfit(method, **kw):
+    # micro-batch 4 = the whole set per step, no accumulation: one step per epoch, so a few dozen
+    # steps overfit it in seconds on CPU.
+    return TrainSettings(method=method, micro_batch_size=4, grad_accum=1, lr_scheduler="constant",
+                         logging_steps=5, save_steps=10_000, **kw)
+
+
+def _front_matter(card: str) -> dict:
+    import yaml
+
+    assert card.startswith("---\n")
+    return yaml.safe_load(card.split("---\n")[1])
+
+
+def _loss(model, tok, dialog, kind):
+    import torch
+
+    row = chat.render(tok, dialog, kind)
+    with torch.no_grad():
+        out = model(input_ids=torch.tensor([row["input_ids"]]), labels=torch.tensor([row["labels"]]))
+    return float(out.loss)
+
+
+def _generate(model, tok, dialog, kind):
+    prompt = tok.apply_chat_template(dialog["messages"][:1], add_generation_prompt=True,
+                                     return_tensors="pt", return_dict=True)
+    out = model.generate(**prompt, max_new_tokens=4, do_sample=False,
+                         eos_token_id=chat.end_token_id(tok, kind), pad_token_id=tok.pad_token_id)
+    return prompt["input_ids"], out
+
+
+# ---- settings and data preparation ---------------------------------------------------------------
+
+
+def test_settings_are_the_papers():
+    s = TrainSettings(method="lora")
+    assert (s.lr(), s.micro_batch_size, s.grad_accum, s.adam_beta1, s.adam_beta2, s.weight_decay) == (
+        3e-4, 1, 16, 0.9, 0.95, 0.0)
+    assert (s.lora_r, s.lora_alpha, s.lora_dropout, s.quantization) == (16, 16, 0.05, "int8")
+    assert TrainSettings(method="full").lr() == 3e-6
+    assert TrainSettings(method="full", learning_rate=1e-5).lr() == 1e-5
+    with pytest.raises(ValidationError):
+        TrainSettings(method="lora", lora_rank=8)
+    with pytest.raises(ValidationError):
+        TrainSettings(method="qlora")
+
+
+def test_context_policy_and_special_tokens_are_counted(tiny_dir):
+    tok = chat.load_tokenizer(tiny_dir / "llama", "lora")
+    long = DIALOGS[1]
+    limit = max(len(chat.render(tok, long["messages"][:2], "lora")["input_ids"]),
+                len(chat.render(tok, DIALOGS[0], "lora")["input_ids"]))
+    assert limit < len(chat.render(tok, long, "lora")["input_ids"])
+    bad = _dialog(9, [("Say </s> please", "No.")])
+    rows = [DIALOGS[0], long, bad]
+
+    kept, counts = prepare_split(tok, rows, "lora", limit, "truncate")
+    assert counts == {"dialogs": 3, "kept": 1, "truncated": 1, "dropped": 0, "special_tokens": 1}
+    assert kept == [{"messages": DIALOGS[0]["messages"]}, {"messages": long["messages"][:2]}]
+
+    kept, counts = prepare_split(tok, rows, "lora", limit, "drop")
+    assert counts == {"dialogs": 3, "kept": 1, "truncated": 0, "dropped": 1, "special_tokens": 1}
+    assert kept == [{"messages": DIALOGS[0]["messages"]}]
+
+
+@pytest.mark.parametrize(("family", "method"), [("llama", "lora"), ("xglm", "full")])
+def test_trl_trains_on_chat_render_labels(tiny_dir, tmp_path, family, method):
+    """The labels SFTTrainer builds (its assistant_only_loss reads the template's generation mask)
+    are exactly chat.render's, for every example: one masking path."""
+    spec = resolve_model(str(tiny_dir / family), family)
+    trainer, info = build_trainer(spec, {"train": DIALOGS}, tmp_path, _overfit(method, max_steps=1))
+    kind = template_for(method)
+    assert info["template"] == kind
+    assert trainer.args.assistant_only_loss is (method == "lora")
+    assert len(trainer.train_dataset) == len(DIALOGS)
+    for i, d in enumerate(DIALOGS):
+        row = chat.render(trainer.processing_class, d, kind)
+        assert trainer.train_dataset[i]["input_ids"] == row["input_ids"]
+        assert trainer.train_dataset[i]["labels"] == row["labels"]
+    if method == "lora":
+        assert any(label == -100 for label in trainer.train_dataset[0]["labels"])
+
+
+# ---- training runs -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def llama_for_lora(tiny_dir, tmp_path_factory):
+    """The tiny LLaMA with its output layer scaled up 10x. Its random lm_head (std 0.02 on 64
+    dims, after a frozen RMSNorm) bounds every logit to about ±1.3, so no adapter on the frozen
+    model can move the loss far from ln(vocab); a trained model's output layer has a larger scale."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out = tmp_path_factory.mktemp("llama10")
+    model = AutoModelForCausalLM.from_pretrained(tiny_dir / "llama")
+    with torch.no_grad():
+        model.lm_head.weight.mul_(10)
+    model.save_pretrained(out)
+    AutoTokenizer.from_pretrained(tiny_dir / "llama").save_pretrained(out)
+    return out
+
+
+@pytest.mark.slow
+def test_lora_int8_overfits_saves_and_reloads(llama_for_lora, tmp_path):
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+
+    from ruinstruct.stages.train import train
+
+    data = _write_dataset(tmp_path / "final", DIALOGS, DIALOGS[2:3])
+    settings = _overfit("lora", learning_rate=3e-2, max_steps=40, lora_dropout=0.0)
+    s = train(str(llama_for_lora), data, tmp_path / "models", settings, family="llama", data_name="tinyset")
+
+    out = tmp_path / "models" / f"{llama_for_lora.name}-lora-tinyset"
+    assert s["output"] == str(out) and s["steps"] == 40
+    assert s["data"]["train"] == {"dialogs": 4, "kept": 4, "truncated": 0, "dropped": 0, "special_tokens": 0}
+    m = s["metrics"]
+    assert m["final_train_loss"] <= 0.5 * m["first_train_loss"], m
+    assert (out / "adapter_config.json").is_file() and (out / "adapter_model.safetensors").is_file()
+    assert not (out / "model.safetensors").exists()
+    assert json.loads((out / "trainer_state.json").read_text())["global_step"] == 40
+    assert (out / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in log if "loss" in e] == [1, 5, 10, 15, 20, 25, 30, 35, 40]
+    front = _front_matter((out / "README.md").read_text())
+    assert front["base_model"] == str(llama_for_lora)
+    assert front["datasets"] == ["tinyset"] and front["library_name"] == "peft"
+    assert {"lora", "int8"} <= set(front["tags"]) and front["license"] == "other"
+    assert "| lora_r | 16 |" in (out / "README.md").read_text()
+
+    tok = AutoTokenizer.from_pretrained(out)
+    assert chat.template_kind(tok) == "lora"
+    base = AutoModelForCausalLM.from_pretrained(
+        llama_for_lora, quantization_config=BitsAndBytesConfig(load_in_8bit=True), device_map="cpu")
+    model = PeftModel.from_pretrained(base, out).eval()
+    # The reloaded adapter is the trained one: its loss on the validation dialog is the trainer's.
+    assert math.isclose(_loss(model, tok, DIALOGS[2], "lora"), m["final_eval_loss"], abs_tol=2e-2)
+    prompt, gen = _generate(model, tok, DIALOGS[0], "lora")
+    assert tok.decode(prompt[0]).endswith("<s> bot\n")
+    assert gen.shape[1] > prompt.shape[1] and torch.equal(gen[0, : prompt.shape[1]], prompt[0])
+
+
+@pytest.mark.slow
+def test_full_overfits_saves_and_reloads(tiny_dir, tmp_path):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ruinstruct.train import train_model
+
+    spec = resolve_model(str(tiny_dir / "xglm"), "xglm")
+    data = _write_dataset(tmp_path / "final", DIALOGS, DIALOGS[2:3])
+    out = tmp_path / "run"
+    s = train_model(spec, data, out, _overfit("full", learning_rate=3e-3, max_steps=30))
+
+    m = s["metrics"]
+    assert s["steps"] == 30 and s["template"] == "full"
+    assert m["final_train_loss"] <= 0.5 * m["first_train_loss"], m
+    assert (out / "model.safetensors").is_file() and not (out / "adapter_config.json").exists()
+    front = _front_matter((out / "README.md").read_text())
+    assert front["library_name"] == "transformers" and "full" in front["tags"]
+    assert front["datasets"] == ["final"]
+
+    tok = AutoTokenizer.from_pretrained(out)
+    assert chat.template_kind(tok) == "full"
+    model = AutoModelForCausalLM.from_pretrained(out).eval()
+    assert math.isclose(_loss(model, tok, DIALOGS[2], "full"), m["final_eval_loss"], abs_tol=1e-4)
+    prompt, gen = _generate(model, tok, DIALOGS[0], "full")
+    assert tok.decode(prompt[0]).endswith("Assistant:\n")
+    assert gen.shape[1] > prompt.shape[1] and torch.equal(gen[0, : prompt.shape[1]], prompt[0])
