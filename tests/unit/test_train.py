@@ -125,6 +125,24 @@ def test_trl_trains_on_chat_render_labels(tiny_dir, tmp_path, family, method):
         assert any(label == -100 for label in trainer.train_dataset[0]["labels"])
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize(("family", "method", "quantization"),
+                         [("gpt2", "lora", "int8"), ("llama", "lora", "nf4"), ("xglm", "lora", "int8")])
+def test_one_step_of_each_family_and_quantization(tiny_dir, tmp_path, family, method, quantization):
+    """The families and quantizations the overfitting runs below leave out take a training step:
+    their LoRA targets match the quantized model, and the loss is finite."""
+    import bitsandbytes as bnb
+
+    spec = resolve_model(str(tiny_dir / family), family)
+    trainer, _ = build_trainer(spec, {"train": DIALOGS}, tmp_path,
+                               _overfit(method, max_steps=1, quantization=quantization, learning_rate=1e-2))
+    layer = bnb.nn.Linear8bitLt if quantization == "int8" else bnb.nn.Linear4bit
+    adapted = [n for n, m in trainer.model.named_modules() if hasattr(m, "lora_A") and isinstance(m.base_layer, layer)]
+    assert len(adapted) == 2 * len(spec.lora_targets)  # two layers in every tiny model
+    result = trainer.train()
+    assert trainer.state.global_step == 1 and math.isfinite(result.training_loss)
+
+
 # ---- training runs -------------------------------------------------------------------------------
 
 
@@ -187,13 +205,14 @@ def test_lora_int8_overfits_saves_and_reloads(llama_for_lora, tmp_path):
 
 
 @pytest.mark.slow
-def test_full_overfits_saves_and_reloads(tiny_dir, tmp_path):
+@pytest.mark.parametrize("family", ["xglm", "gpt2"])
+def test_full_overfits_saves_and_reloads(tiny_dir, tmp_path, family):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from ruinstruct.train import train_model
 
-    spec = resolve_model(str(tiny_dir / "xglm"), "xglm")
+    spec = resolve_model(str(tiny_dir / family), family)
     data = _write_dataset(tmp_path / "final", DIALOGS, DIALOGS[2:3])
     out = tmp_path / "run"
     s = train_model(spec, data, out, _overfit("full", learning_rate=3e-3, max_steps=30))
