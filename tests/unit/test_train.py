@@ -11,6 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from ruinstruct import chat
+from ruinstruct.errors import UserError
 from ruinstruct.models import resolve_model, template_for
 from ruinstruct.train import TrainSettings
 from ruinstruct.train.sft import build_trainer, prepare_split
@@ -141,6 +142,42 @@ def test_one_step_of_each_family_and_quantization(tiny_dir, tmp_path, family, me
     assert len(adapted) == 2 * len(spec.lora_targets)  # two layers in every tiny model
     result = trainer.train()
     assert trainer.state.global_step == 1 and math.isfinite(result.training_loss)
+
+
+@pytest.mark.parametrize(("family", "method"), [("llama", "lora"), ("gpt2", "full")])
+def test_packed_examples_do_not_see_each_other(tiny_dir, tmp_path, family, method):
+    """TRL packs the dialogs into one padding-free row; each example's per-token loss in it equals
+    its loss run alone (fp32): attention stays inside the example. No token is padding."""
+    import torch
+
+    spec = resolve_model(str(tiny_dir / family), family)
+    trainer, _ = build_trainer(spec, {"train": DIALOGS}, tmp_path,
+                               _overfit(method, max_steps=1, packing=True, max_length=256, quantization="none"))
+    ds = trainer.train_dataset
+    assert sorted(n for row in ds["seq_lengths"] for n in row) == sorted(
+        len(chat.render(trainer.processing_class, d, template_for(method))["input_ids"]) for d in DIALOGS)
+    batch = trainer.data_collator([ds[i] for i in range(len(ds))])
+    assert "attention_mask" not in batch  # padding-free: every token is real
+    model = trainer.model.eval()
+
+    def token_losses(**inputs):
+        with torch.no_grad():
+            logits = model(**inputs).logits.float()[0, :-1]
+        return torch.nn.functional.cross_entropy(logits, inputs["input_ids"][0, 1:], reduction="none")
+
+    packed = token_losses(**{k: v for k, v in batch.items() if k != "labels"})
+    ids = batch["input_ids"][0]
+    starts = batch["cu_seq_lens_q"].tolist()
+    assert len(starts) == len(DIALOGS) + 1 and starts[-1] == len(ids)
+    for a, b in zip(starts, starts[1:], strict=False):
+        alone = token_losses(input_ids=ids[a:b][None])
+        assert torch.allclose(alone, packed[a:b - 1], atol=1e-4)
+
+
+def test_packing_is_refused_where_attention_crosses_examples(tiny_dir, tmp_path):
+    spec = resolve_model(str(tiny_dir / "xglm"), "xglm")
+    with pytest.raises(UserError, match="packing: the xglm family"):
+        build_trainer(spec, {"train": DIALOGS}, tmp_path, _overfit("full", packing=True))
 
 
 # ---- training runs -------------------------------------------------------------------------------

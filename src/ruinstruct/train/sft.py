@@ -41,6 +41,12 @@ log = logging.getLogger(__name__)
 # PAPER.md: lr 3e-4 for LoRA; the full fine-tuning lr is not legible in the paper, the authors'
 # code uses 3e-6.
 DEFAULT_LR: dict[str, float] = {"lora": 3e-4, "full": 3e-6}
+# Families whose attention keeps packed examples apart. TRL packs padding-free (one row, position
+# ids restarting at each example, no attention mask); transformers then builds a block-diagonal
+# mask from the position ids for LLaMA and GPT-2, but XGLM's attention ignores them and lets an
+# example attend to the one before it (measured: per-token losses differ by 0.03 from the example
+# run alone). tests/unit/test_train.py checks both sides.
+PACKING_FAMILIES = ("llama", "gpt2")
 # The paper trained at 2048 tokens; a longer checkpoint context is not used by default.
 PAPER_CONTEXT = 2048
 
@@ -239,6 +245,11 @@ def build_trainer(
     from trl import SFTTrainer
 
     out = Path(out_dir)
+    if settings.packing and spec.family not in PACKING_FAMILIES:
+        raise UserError(
+            f"packing: the {spec.family} family's attention does not keep packed examples apart "
+            f"(packing works for {', '.join(PACKING_FAMILIES)}); set packing: false"
+        )
     kind = template_for(settings.method)
     tok = chat.load_tokenizer(spec.hf_id, kind)
     max_length = settings.max_length or min(spec.context_length, PAPER_CONTEXT)
