@@ -46,8 +46,8 @@ def _write_dataset(folder, train, validation):
 def _overfit(method, **kw):
     # micro-batch 4 = the whole set per step, no accumulation: one step per epoch, so a few dozen
     # steps overfit it in seconds on CPU.
-    return TrainSettings(method=method, micro_batch_size=4, grad_accum=1, lr_scheduler="constant",
-                         logging_steps=5, save_steps=10_000, **kw)
+    return TrainSettings(**{"method": method, "micro_batch_size": 4, "grad_accum": 1, "lr_scheduler": "constant",
+                            "logging_steps": 5, "save_steps": 10_000, **kw})
 
 
 def _front_matter(card: str) -> dict:
@@ -269,3 +269,45 @@ def test_full_overfits_saves_and_reloads(tiny_dir, tmp_path, family):
     prompt, gen = _generate(model, tok, DIALOGS[0], "full")
     assert tok.decode(prompt[0]).endswith("Assistant:\n")
     assert gen.shape[1] > prompt.shape[1] and torch.equal(gen[0, : prompt.shape[1]], prompt[0])
+
+
+class _Killed(Exception):
+    pass
+
+
+@pytest.mark.slow
+def test_a_killed_run_resumes_from_its_last_checkpoint(tiny_dir, tmp_path):
+    """Killed after step 4 with a checkpoint at step 3, the rerun continues from step 3 (not 0),
+    says so in its log, and then logs the same losses as a run never interrupted (optimizer,
+    scheduler and RNG states restored)."""
+    from transformers import TrainerCallback
+
+    from ruinstruct.train import train_model
+
+    class KillAfterStep4(TrainerCallback):
+        def on_step_end(self, args, state, control, **kw):
+            if state.global_step == 4:
+                raise _Killed
+
+    spec = resolve_model(str(tiny_dir / "gpt2"), "gpt2")
+    settings = _overfit("full", learning_rate=3e-3, max_steps=6, save_steps=3, logging_steps=1,
+                        lr_scheduler="linear")
+    data = {"train": DIALOGS}
+    with pytest.raises(_Killed):
+        train_model(spec, data, tmp_path / "run", settings, callbacks=[KillAfterStep4()])
+    assert (tmp_path / "run" / "checkpoints" / "checkpoint-3").is_dir()
+    resumed = train_model(spec, data, tmp_path / "run", settings)
+    straight = train_model(spec, data, tmp_path / "straight", settings)
+
+    assert resumed["resumed_from"].endswith("checkpoint-3") and straight["resumed_from"] is None
+    assert resumed["steps"] == straight["steps"] == 6
+    log = [json.loads(line) for line in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
+    events = [e for e in log if e.get("event") == "resumed"]
+    assert len(events) == 1 and events[0]["step"] == 3
+    after = log[log.index(events[0]) + 1:]
+    losses = {e["step"]: e["loss"] for e in after if "loss" in e}
+    assert sorted(losses) == [4, 5, 6]
+    ref = [json.loads(line) for line in (tmp_path / "straight" / "train_log.jsonl").read_text().splitlines()]
+    ref_losses = {e["step"]: e["loss"] for e in ref if "loss" in e}
+    for step in (4, 5, 6):
+        assert math.isclose(losses[step], ref_losses[step], rel_tol=1e-5), (step, losses, ref_losses)

@@ -387,20 +387,48 @@ def _log_callback(path: Path) -> Any:
     return LogToFile()
 
 
+def last_checkpoint(out_dir: str | os.PathLike[str]) -> Path | None:
+    """The newest complete checkpoint of a run (``checkpoints/checkpoint-<step>``), or None."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    folder = Path(out_dir) / "checkpoints"
+    found = get_last_checkpoint(str(folder)) if folder.is_dir() else None
+    return Path(found) if found else None
+
+
 def train_model(
-    spec: ModelSpec, data: Any, out_dir: str | os.PathLike[str], settings: TrainSettings
+    spec: ModelSpec,
+    data: Any,
+    out_dir: str | os.PathLike[str],
+    settings: TrainSettings,
+    callbacks: Iterable[Any] = (),
 ) -> dict[str, Any]:
     """Fine-tune `spec` on `data` (a dataset folder with train/validation splits of dialog records,
-    or a dict split -> rows) into `out_dir`. Returns the summary that train_summary.json holds."""
+    or a dict split -> rows) into `out_dir`. Returns the summary that train_summary.json holds.
+
+    A run whose ``out_dir/checkpoints`` holds a checkpoint (a run killed mid-way) continues from
+    the newest one: step, optimizer, scheduler and RNG states, as transformers' Trainer restores
+    them. `callbacks` are extra transformers TrainerCallbacks (progress streaming, tests)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     _quiet_bnb_warnings()
     t0 = time.perf_counter()
     trainer, info = build_trainer(spec, data, out, settings)
+    resume = last_checkpoint(out)
     train_log = out / "train_log.jsonl"
-    train_log.unlink(missing_ok=True)  # a fresh run's log, not appended to an old one
+    if resume is None:
+        train_log.unlink(missing_ok=True)  # a fresh run's log, not appended to an old one
+    else:
+        step = int(resume.name.rsplit("-", 1)[-1])
+        log.warning("resuming from checkpoint %s (step %d), not from step 0", resume, step)
+        from ..io import dumps_line
+
+        with open(train_log, "a", encoding="utf-8") as f:
+            f.write(dumps_line({"event": "resumed", "checkpoint": str(resume), "step": step}) + "\n")
     trainer.add_callback(_log_callback(train_log))
-    trainer.train()
+    for cb in callbacks:
+        trainer.add_callback(cb)
+    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     wall = time.perf_counter() - t0
     history = list(trainer.state.log_history)
     if "validation" in info["data"] and info["data"]["validation"]["kept"] + info["data"]["validation"]["truncated"]:
@@ -418,6 +446,7 @@ def train_model(
         "model": spec.name, "base_model": spec.hf_id, "method": settings.method, "dataset": dataset,
         "template": info["template"], "max_length": info["max_length"], "data": info["data"],
         "bf16": bool(trainer.args.bf16), "steps": trainer.state.global_step, "wall_s": wall,
+        "resumed_from": str(resume) if resume else None,
         "metrics": {
             "first_train_loss": train[0][1] if train else None,
             "final_train_loss": train[-1][1] if train else None,
