@@ -209,7 +209,7 @@ def test_lora_int8_overfits_saves_and_reloads(llama_for_lora, tmp_path):
     from ruinstruct.stages.train import train
 
     data = _write_dataset(tmp_path / "final", DIALOGS, DIALOGS[2:3])
-    settings = _overfit("lora", learning_rate=3e-2, max_steps=40, lora_dropout=0.0)
+    settings = _overfit("lora", learning_rate=3e-2, max_steps=40, lora_dropout=0.0, merge=True)
     s = train(str(llama_for_lora), data, tmp_path / "models", settings, family="llama", data_name="tinyset")
 
     out = tmp_path / "models" / f"{llama_for_lora.name}-lora-tinyset"
@@ -218,11 +218,12 @@ def test_lora_int8_overfits_saves_and_reloads(llama_for_lora, tmp_path):
     m = s["metrics"]
     assert m["final_train_loss"] <= 0.5 * m["first_train_loss"], m
     assert (out / "adapter_config.json").is_file() and (out / "adapter_model.safetensors").is_file()
-    assert not (out / "model.safetensors").exists()
+    assert not (out / "model.safetensors").exists() and not (out / "training_args.bin").exists()
     assert json.loads((out / "trainer_state.json").read_text())["global_step"] == 40
     assert (out / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     assert [e["step"] for e in log if "loss" in e] == [1, 5, 10, 15, 20, 25, 30, 35, 40]
+    assert [e["step"] for e in log if "eval_loss" in e] == [5, 10, 15, 20, 25, 30, 35, 40]
     front = _front_matter((out / "README.md").read_text())
     assert front["base_model"] == str(llama_for_lora)
     assert front["datasets"] == ["tinyset"] and front["library_name"] == "peft"
@@ -239,6 +240,13 @@ def test_lora_int8_overfits_saves_and_reloads(llama_for_lora, tmp_path):
     prompt, gen = _generate(model, tok, DIALOGS[0], "lora")
     assert tok.decode(prompt[0]).endswith("<s> bot\n")
     assert gen.shape[1] > prompt.shape[1] and torch.equal(gen[0, : prompt.shape[1]], prompt[0])
+
+    # The merged export is the adapter folded into the fp32 base: same outputs as base + adapter.
+    assert s["merged"] == str(out / "merged")
+    merged = AutoModelForCausalLM.from_pretrained(out / "merged").eval()
+    assert chat.template_kind(AutoTokenizer.from_pretrained(out / "merged")) == "lora"
+    fp32 = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(llama_for_lora), out).eval()
+    assert math.isclose(_loss(merged, tok, DIALOGS[2], "lora"), _loss(fp32, tok, DIALOGS[2], "lora"), abs_tol=1e-4)
 
 
 @pytest.mark.slow
@@ -258,6 +266,7 @@ def test_full_overfits_saves_and_reloads(tiny_dir, tmp_path, family):
     assert s["steps"] == 30 and s["template"] == "full"
     assert m["final_train_loss"] <= 0.5 * m["first_train_loss"], m
     assert (out / "model.safetensors").is_file() and not (out / "adapter_config.json").exists()
+    assert not (out / "training_args.bin").exists() and s["merged"] is None
     front = _front_matter((out / "README.md").read_text())
     assert front["library_name"] == "transformers" and "full" in front["tags"]
     assert front["datasets"] == ["final"]

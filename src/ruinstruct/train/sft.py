@@ -15,7 +15,8 @@ truncation cuts at a token, not at a turn boundary; dialogs with special-token t
 
 Outputs in ``out_dir``: the adapter (LoRA) or the model (full), the tokenizer with its chat
 template, trainer_state.json, train_log.jsonl (every logged metrics dict), train_summary.json,
-README.md (model card) and loss.png.
+README.md (model card) and loss.png; with ``merge`` (LoRA) also ``merged/``, the adapter merged
+into a full-precision base.
 
 Heavy imports (torch, transformers, peft, trl, datasets, matplotlib) happen inside functions.
 """
@@ -88,6 +89,9 @@ class TrainSettings(BaseModel):
     logging_steps: int = Field(default=10, ge=1, description="log the training loss every N optimizer steps")
     eval_steps: int | None = Field(
         default=None, ge=1, description="validation loss every N steps; default: logging_steps"
+    )
+    merge: bool = Field(
+        default=False, description="LoRA: also export the adapter merged into a full-precision base (out_dir/merged)"
     )
     seed: int = Field(default=42, description="seed of weights init (LoRA), shuffling and dropout")
     dataset_name: str | None = Field(default=None, description="dataset id for the model card (default: folder name)")
@@ -330,6 +334,7 @@ def model_card(spec: ModelSpec, settings: TrainSettings, summary: dict[str, Any]
         "gradient_checkpointing": settings.gradient_checkpointing, "seed": settings.seed,
     }
     if lora:
+        hp["merged_export"] = settings.merge
         hp.update({"lora_r": settings.lora_r, "lora_alpha": settings.lora_alpha,
                    "lora_dropout": settings.lora_dropout, "quantization": settings.quantization,
                    "target_modules": " ".join(spec.lora_targets)})
@@ -387,6 +392,29 @@ def _log_callback(path: Path) -> Any:
     return LogToFile()
 
 
+def export_merged(spec: ModelSpec, adapter_dir: str | os.PathLike[str], dest: str | os.PathLike[str]) -> Path:
+    """The adapter in `adapter_dir` merged into an fp32 copy of the base model, saved with the
+    adapter's tokenizer to `dest`. The base is reloaded unquantized: merging into int8 weights
+    would round the update away."""
+    import shutil
+
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    dest = Path(dest)
+    kwargs = {k: v for k, v in spec.load_kwargs().items() if v is not None}
+    base = AutoModelForCausalLM.from_pretrained(spec.hf_id, dtype=torch.float32, **kwargs)
+    merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
+    tmp = dest.with_name(dest.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    merged.save_pretrained(str(tmp))
+    AutoTokenizer.from_pretrained(str(adapter_dir)).save_pretrained(str(tmp))
+    shutil.rmtree(dest, ignore_errors=True)
+    os.replace(tmp, dest)
+    return dest
+
+
 def last_checkpoint(out_dir: str | os.PathLike[str]) -> Path | None:
     """The newest complete checkpoint of a run (``checkpoints/checkpoint-<step>``), or None."""
     from transformers.trainer_utils import get_last_checkpoint
@@ -430,15 +458,19 @@ def train_model(
         trainer.add_callback(cb)
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     wall = time.perf_counter() - t0
+    evaluated = [e["step"] for e in trainer.state.log_history if "eval_loss" in e]
+    if trainer.eval_dataset is not None and (not evaluated or evaluated[-1] != trainer.state.global_step):
+        trainer.evaluate()  # the final validation loss (logged into the state's history)
     history = list(trainer.state.log_history)
-    if "validation" in info["data"] and info["data"]["validation"]["kept"] + info["data"]["validation"]["truncated"]:
-        history.append({**trainer.evaluate(), "step": trainer.state.global_step})
-        trainer.state.log_history = history
 
     trainer.save_model(str(out))  # the adapter (peft's save_pretrained) or the whole model
+    # Trainer.save_model also writes training_args.bin, a pickle; the settings are in
+    # train_summary.json and the model card instead. (Checkpoints keep theirs: resuming reads it.)
+    (out / "training_args.bin").unlink(missing_ok=True)
     trainer.processing_class.save_pretrained(str(out))  # with its chat template
     trainer.state.save_to_json(str(out / "trainer_state.json"))
 
+    merged = export_merged(spec, out, out / "merged") if settings.merge and settings.method == "lora" else None
     train, val = loss_curves(history)
     dataset = settings.dataset_name or (Path(data).name if isinstance(data, (str, os.PathLike)) else "dialogs")
     summary = {
@@ -447,6 +479,7 @@ def train_model(
         "template": info["template"], "max_length": info["max_length"], "data": info["data"],
         "bf16": bool(trainer.args.bf16), "steps": trainer.state.global_step, "wall_s": wall,
         "resumed_from": str(resume) if resume else None,
+        "merged": str(merged) if merged else None,
         "metrics": {
             "first_train_loss": train[0][1] if train else None,
             "final_train_loss": train[-1][1] if train else None,
