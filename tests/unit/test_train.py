@@ -174,6 +174,20 @@ def test_packed_examples_do_not_see_each_other(tiny_dir, tmp_path, family, metho
         assert torch.allclose(alone, packed[a:b - 1], atol=1e-4)
 
 
+def test_real_token_fraction(tiny_dir, tmp_path):
+    """Unpacked batches of 4 pad to the longest dialog; packed ones hold no padding."""
+    from ruinstruct.train.sft import real_token_fraction
+
+    spec = resolve_model(str(tiny_dir / "gpt2"), "gpt2")
+    tok = chat.load_tokenizer(tiny_dir / "gpt2", "full")
+    lengths = [len(chat.render(tok, d, "full")["input_ids"]) for d in DIALOGS]
+    trainer, _ = build_trainer(spec, {"train": DIALOGS}, tmp_path, _overfit("full", max_steps=1))
+    assert real_token_fraction(trainer) == sum(lengths) / (4 * max(lengths)) < 0.9
+    trainer, _ = build_trainer(spec, {"train": DIALOGS}, tmp_path,
+                               _overfit("full", max_steps=1, packing=True, max_length=256))
+    assert real_token_fraction(trainer) == 1.0
+
+
 def test_packing_is_refused_where_attention_crosses_examples(tiny_dir, tmp_path):
     spec = resolve_model(str(tiny_dir / "xglm"), "xglm")
     with pytest.raises(UserError, match="packing: the xglm family"):
@@ -213,7 +227,7 @@ def test_lora_int8_overfits_saves_and_reloads(llama_for_lora, tmp_path):
     s = train(str(llama_for_lora), data, tmp_path / "models", settings, family="llama", data_name="tinyset")
 
     out = tmp_path / "models" / f"{llama_for_lora.name}-lora-tinyset"
-    assert s["output"] == str(out) and s["steps"] == 40
+    assert s["output"] == str(out) and s["steps"] == 40 and s["real_token_fraction"] < 1
     assert s["data"]["train"] == {"dialogs": 4, "kept": 4, "truncated": 0, "dropped": 0, "special_tokens": 0}
     m = s["metrics"]
     assert m["final_train_loss"] <= 0.5 * m["first_train_loss"], m

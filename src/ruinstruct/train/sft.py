@@ -353,6 +353,7 @@ def model_card(spec: ModelSpec, settings: TrainSettings, summary: dict[str, Any]
     m = summary["metrics"]
     lines += ["", "## Results", "", "| metric | value |", "|---|---|",
               f"| optimizer steps | {summary['steps']} |",
+              f"| real-token fraction of batches | {summary['real_token_fraction']:.4f} |",
               f"| first train loss | {_fmt(m['first_train_loss'])} |",
               f"| final train loss | {_fmt(m['final_train_loss'])} |",
               f"| final validation loss | {_fmt(m['final_eval_loss'])} |",
@@ -390,6 +391,27 @@ def _log_callback(path: Path) -> Any:
                     f.write(dumps_line({"step": state.global_step, **logs}) + "\n")
 
     return LogToFile()
+
+
+def real_token_fraction(trainer: Any, max_batches: int = 200) -> float:
+    """Share of the positions in the training batches that hold a real token, not padding, over
+    the first `max_batches` batches the trainer would draw. Packed (padding-free) batches carry no
+    attention mask: every position is real."""
+    import torch
+
+    # The sampler shuffles with the global torch RNG: measuring must not change the training order.
+    rng = torch.random.get_rng_state()
+    real = total = 0
+    try:
+        for i, batch in enumerate(trainer.get_train_dataloader()):
+            if i >= max_batches:
+                break
+            ids = batch["input_ids"]
+            total += ids.numel()
+            real += int(batch["attention_mask"].sum()) if "attention_mask" in batch else ids.numel()
+    finally:
+        torch.random.set_rng_state(rng)
+    return real / total if total else 0.0
 
 
 def export_merged(spec: ModelSpec, adapter_dir: str | os.PathLike[str], dest: str | os.PathLike[str]) -> Path:
@@ -453,6 +475,7 @@ def train_model(
 
         with open(train_log, "a", encoding="utf-8") as f:
             f.write(dumps_line({"event": "resumed", "checkpoint": str(resume), "step": step}) + "\n")
+    real_fraction = real_token_fraction(trainer)
     trainer.add_callback(_log_callback(train_log))
     for cb in callbacks:
         trainer.add_callback(cb)
@@ -480,6 +503,7 @@ def train_model(
         "bf16": bool(trainer.args.bf16), "steps": trainer.state.global_step, "wall_s": wall,
         "resumed_from": str(resume) if resume else None,
         "merged": str(merged) if merged else None,
+        "real_token_fraction": real_fraction,
         "metrics": {
             "first_train_loss": train[0][1] if train else None,
             "final_train_loss": train[-1][1] if train else None,
