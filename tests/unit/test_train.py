@@ -99,13 +99,18 @@ def test_context_policy_and_special_tokens_are_counted(tiny_dir):
     bad = _dialog(9, [("Say </s> please", "No.")])
     rows = [DIALOGS[0], long, bad]
 
-    kept, counts = prepare_split(tok, rows, "lora", limit, "truncate")
+    rejects = []
+    kept, counts = prepare_split(tok, rows, "lora", limit, "truncate", rejects)
     assert counts == {"dialogs": 3, "kept": 1, "truncated": 1, "dropped": 0, "special_tokens": 1}
     assert kept == [{"messages": DIALOGS[0]["messages"]}, {"messages": long["messages"][:2]}]
+    assert [(r["id"], r["reasons"]) for r in rejects] == [("d9", ["message 0: contains special token text </s>"])]
 
-    kept, counts = prepare_split(tok, rows, "lora", limit, "drop")
+    rejects = []
+    kept, counts = prepare_split(tok, rows, "lora", limit, "drop", rejects)
     assert counts == {"dialogs": 3, "kept": 1, "truncated": 0, "dropped": 1, "special_tokens": 1}
     assert kept == [{"messages": DIALOGS[0]["messages"]}]
+    assert [(r["id"], r["reasons"]) for r in rejects] == [
+        ("d1", [f"longer than the context ({limit} tokens)"]), ("d9", ["message 0: contains special token text </s>"])]
 
 
 @pytest.mark.parametrize(("family", "method"), [("llama", "lora"), ("xglm", "full")])
@@ -231,6 +236,7 @@ def test_lora_int8_overfits_saves_and_reloads(llama_for_lora, tmp_path):
     assert s["data"]["train"] == {"dialogs": 4, "kept": 4, "truncated": 0, "dropped": 0, "special_tokens": 0}
     m = s["metrics"]
     assert m["final_train_loss"] <= 0.5 * m["first_train_loss"], m
+    assert (out / "train_rejects.jsonl").read_text() == ""
     assert (out / "adapter_config.json").is_file() and (out / "adapter_model.safetensors").is_file()
     assert not (out / "model.safetensors").exists() and not (out / "training_args.bin").exists()
     assert json.loads((out / "trainer_state.json").read_text())["global_step"] == 40

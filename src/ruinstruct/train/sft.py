@@ -14,7 +14,7 @@ truncation cuts at a token, not at a turn boundary; dialogs with special-token t
 (:func:`ruinstruct.chat.special_tokens_in`). Both are counted in the summary.
 
 Outputs in ``out_dir``: the adapter (LoRA) or the model (full), the tokenizer with its chat
-template, trainer_state.json, train_log.jsonl (every logged metrics dict), train_summary.json,
+template, trainer_state.json, train_rejects.jsonl (dialogs left out, with reasons), train_log.jsonl (every logged metrics dict), train_summary.json,
 README.md (model card) and loss.png; with ``merge`` (LoRA) also ``merged/``, the adapter merged
 into a full-precision base.
 
@@ -34,7 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .. import chat
 from ..errors import UserError
-from ..io import write_json, write_text
+from ..io import write_json, write_jsonl, write_text
 from ..models import ModelSpec, check_spec_targets, template_for
 
 log = logging.getLogger(__name__)
@@ -48,6 +48,8 @@ DEFAULT_LR: dict[str, float] = {"lora": 3e-4, "full": 3e-6}
 # example attend to the one before it (measured: per-token losses differ by 0.03 from the example
 # run alone). tests/unit/test_train.py checks both sides.
 PACKING_FAMILIES = ("llama", "gpt2")
+# Dialogs left out of training (context policy, special-token text), with reasons and split.
+REJECTS_FILE = "train_rejects.jsonl"
 # The paper trained at 2048 tokens; a longer checkpoint context is not used by default.
 PAPER_CONTEXT = 2048
 
@@ -140,10 +142,14 @@ def _fit_messages(tok: Any, dialog: dict[str, Any], kind: str, max_length: int, 
 
 
 def prepare_split(
-    tok: Any, rows: Iterable[dict[str, Any]], kind: str, max_length: int, policy: str
+    tok: Any, rows: Iterable[dict[str, Any]], kind: str, max_length: int, policy: str,
+    rejects: list[dict[str, Any]] | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """Rows ``{messages}`` for TRL, and counts: ``dialogs == kept + truncated + dropped +
-    special_tokens`` and ``len(rows) == kept + truncated``."""
+    special_tokens`` and ``len(rows) == kept + truncated``. Each dialog left out is appended to
+    `rejects` (when given) as a rejects-file row with its reasons."""
+    from ..io import reject_row
+
     counts = {"dialogs": 0, "kept": 0, "truncated": 0, "dropped": 0, "special_tokens": 0}
     out = []
     for d in rows:
@@ -152,6 +158,11 @@ def prepare_split(
         counts[status] += 1
         if messages is not None:
             out.append({"messages": messages})
+        elif rejects is not None:
+            reasons = (chat.special_tokens_in(tok, d) if status == "special_tokens"
+                       else [f"longer than the context ({max_length} tokens)" if policy == "drop"
+                             else f"first turn longer than the context ({max_length} tokens)"])
+            rejects.append(reject_row(reasons, record=d))
     return out, counts
 
 
@@ -260,9 +271,13 @@ def build_trainer(
     splits = _load_rows(data)
     prepared: dict[str, list[dict[str, Any]]] = {}
     counts: dict[str, dict[str, int]] = {}
+    rejects: list[dict[str, Any]] = []
     for split in ("train", "validation"):
         if split in splits:
-            prepared[split], counts[split] = prepare_split(tok, splits[split], kind, max_length, settings.context_policy)
+            left_out: list[dict[str, Any]] = []
+            prepared[split], counts[split] = prepare_split(
+                tok, splits[split], kind, max_length, settings.context_policy, left_out)
+            rejects += [{**r, "split": split} for r in left_out]
     if not prepared["train"]:
         raise UserError(f"no training dialog fits the context ({max_length} tokens): {counts['train']}")
     model, lora = load_model(spec, settings)
@@ -275,7 +290,7 @@ def build_trainer(
         processing_class=tok,
         peft_config=lora,
     )
-    return trainer, {"template": kind, "max_length": max_length, "data": counts}
+    return trainer, {"template": kind, "max_length": max_length, "data": counts, "rejects": rejects}
 
 
 # ---- outputs -------------------------------------------------------------------------------------
@@ -464,6 +479,7 @@ def train_model(
     _quiet_bnb_warnings()
     t0 = time.perf_counter()
     trainer, info = build_trainer(spec, data, out, settings)
+    write_jsonl(out / REJECTS_FILE, info["rejects"])
     resume = last_checkpoint(out)
     train_log = out / "train_log.jsonl"
     if resume is None:
@@ -503,6 +519,7 @@ def train_model(
         "bf16": bool(trainer.args.bf16), "steps": trainer.state.global_step, "wall_s": wall,
         "resumed_from": str(resume) if resume else None,
         "merged": str(merged) if merged else None,
+        "rejects_file": str(out / REJECTS_FILE),
         "real_token_fraction": real_fraction,
         "metrics": {
             "first_train_loss": train[0][1] if train else None,
