@@ -30,6 +30,8 @@ from typing import Any
 REJECTS_SUFFIX = ".rejects.jsonl"
 #: the dataset folder's card and summary (written by mix.py into whatever folder it is given)
 DATASET_CARD = "README.md"
+#: a model folder's card: the Hub reads a model's card from the same file name
+MODEL_CARD = DATASET_CARD
 DATASET_STATS = "stats.json"
 
 

@@ -36,6 +36,7 @@ from .. import chat
 from ..errors import UserError
 from ..io import write_json, write_jsonl, write_text
 from ..models import ModelSpec, check_spec_targets, template_for
+from ..paths import MODEL_CARD
 
 log = logging.getLogger(__name__)
 
@@ -530,7 +531,7 @@ def train_model(
         "output": str(out),
     }
     plot_losses(history, out / "loss.png", summary["run_name"])
-    write_text(out / "README.md", model_card(spec, settings, summary))
+    write_text(out / MODEL_CARD, model_card(spec, settings, summary))
     write_json(out / "train_summary.json", summary)
     log.info("trained %s: %d steps, loss %s -> %s", summary["run_name"], summary["steps"],
              _fmt(summary["metrics"]["first_train_loss"]), _fmt(summary["metrics"]["final_train_loss"]))
