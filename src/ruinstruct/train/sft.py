@@ -14,7 +14,8 @@ truncation cuts at a token, not at a turn boundary; dialogs with special-token t
 (:func:`ruinstruct.chat.special_tokens_in`). Both are counted in the summary.
 
 Outputs in ``out_dir``: the adapter (LoRA) or the model (full), the tokenizer with its chat
-template, trainer_state.json, train_rejects.jsonl (dialogs left out, with reasons), train_log.jsonl (every logged metrics dict), train_summary.json,
+template, trainer_state.json, train_rejects.jsonl (dialogs left out, with reasons), train_log.jsonl
+(every logged metrics dict), train_summary.json (with tokens/s and peak memory),
 README.md (model card) and loss.png; with ``merge`` (LoRA) also ``merged/``, the adapter merged
 into a full-precision base.
 
@@ -30,7 +31,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .. import chat
 from ..errors import UserError
@@ -51,6 +52,9 @@ DEFAULT_LR: dict[str, float] = {"lora": 3e-4, "full": 3e-6}
 PACKING_FAMILIES = ("llama", "gpt2")
 # Dialogs left out of training (context policy, special-token text), with reasons and split.
 REJECTS_FILE = "train_rejects.jsonl"
+# The run's summary (counts, metrics, throughput, peak memory), written last: its presence means
+# the run finished.
+SUMMARY_FILE = "train_summary.json"
 # The paper trained at 2048 tokens; a longer checkpoint context is not used by default.
 PAPER_CONTEXT = 2048
 
@@ -98,6 +102,20 @@ class TrainSettings(BaseModel):
     )
     seed: int = Field(default=42, description="seed of weights init (LoRA), shuffling and dropout")
     dataset_name: str | None = Field(default=None, description="dataset id for the model card (default: folder name)")
+    deepspeed: str | None = Field(
+        default=None,
+        description="DeepSpeed config JSON (e.g. configs/deepspeed/zero3.json) for full fine-tuning; "
+        "the run then starts under torchrun (ruinstruct.train.launch)",
+    )
+
+    @model_validator(mode="after")
+    def _deepspeed_is_for_full(self) -> TrainSettings:
+        if self.deepspeed is not None and self.method != "full":
+            raise ValueError(
+                f"deepspeed: DeepSpeed ZeRO-3 is for method full; method {self.method} trains its "
+                "adapter without it (remove `deepspeed`)"
+            )
+        return self
 
     def lr(self) -> float:
         return self.learning_rate if self.learning_rate is not None else DEFAULT_LR[self.method]
@@ -250,6 +268,9 @@ def sft_config(settings: TrainSettings, out_dir: Path, max_length: int, has_eval
         report_to=[],
         disable_tqdm=True,
         dataset_num_proc=None,
+        # real tokens per step, summed over processes: the summary's tokens/s
+        include_num_input_tokens_seen="non_padding",
+        deepspeed=settings.deepspeed,
     )
 
 
@@ -281,11 +302,14 @@ def build_trainer(
             rejects += [{**r, "split": split} for r in left_out]
     if not prepared["train"]:
         raise UserError(f"no training dialog fits the context ({max_length} tokens): {counts['train']}")
-    model, lora = load_model(spec, settings)
     has_eval = bool(prepared.get("validation"))
+    # The arguments come before the model: with a ZeRO-3 config they make from_pretrained build it
+    # partitioned over the processes (deepspeed.zero.Init) instead of whole in each.
+    args = sft_config(settings, out, max_length, has_eval)
+    model, lora = load_model(spec, settings)
     trainer = SFTTrainer(
         model=model,
-        args=sft_config(settings, out, max_length, has_eval),
+        args=args,
         train_dataset=Dataset.from_list(prepared["train"]),
         eval_dataset=Dataset.from_list(prepared["validation"]) if has_eval else None,
         processing_class=tok,
@@ -373,7 +397,10 @@ def model_card(spec: ModelSpec, settings: TrainSettings, summary: dict[str, Any]
               f"| first train loss | {_fmt(m['first_train_loss'])} |",
               f"| final train loss | {_fmt(m['final_train_loss'])} |",
               f"| final validation loss | {_fmt(m['final_eval_loss'])} |",
-              f"| wall time (s) | {summary['wall_s']:.1f} |", "",
+              f"| wall time (s) | {summary['wall_s']:.1f} |",
+              f"| tokens/s (training steps, all processes) | {summary['tokens_per_s']:.1f} |",
+              f"| peak memory per process (MiB, {summary['peak_memory_kind']}) | {summary['peak_memory_mb']:.0f} |",
+              f"| processes | {summary['num_processes']} |", "",
               "![loss](loss.png)", ""]
     return "\n".join(lines)
 
@@ -407,6 +434,45 @@ def _log_callback(path: Path) -> Any:
                     f.write(dumps_line({"step": state.global_step, **logs}) + "\n")
 
     return LogToFile()
+
+
+def _throughput_callback() -> Any:
+    """A TrainerCallback summing the time and the real tokens of the optimizer steps (from a step's
+    start to its end: forward, backward, optimizer; not evaluation, checkpoints or start-up). The
+    tokens are the Trainer's count over all processes, so `tokens_per_s` is the run's throughput."""
+    from transformers import TrainerCallback
+
+    class Throughput(TrainerCallback):
+        def __init__(self) -> None:
+            self.seconds = 0.0
+            self.tokens = 0
+            self._t = 0.0
+            self._n = 0
+
+        def on_step_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            self._t, self._n = time.perf_counter(), state.num_input_tokens_seen
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            self.seconds += time.perf_counter() - self._t
+            self.tokens += state.num_input_tokens_seen - self._n
+
+        def tokens_per_s(self) -> float:
+            return self.tokens / self.seconds if self.seconds > 0 else 0.0
+
+    return Throughput()
+
+
+def peak_memory() -> tuple[float, str]:
+    """(MiB, kind) of this process's peak memory: on CUDA the most the caching allocator handed
+    out (``cuda_max_allocated``, this process's device); on CPU the process's peak resident set
+    (``cpu_max_rss``, which includes the Python runtime and libraries, not the model alone)."""
+    import torch
+
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        return torch.cuda.max_memory_allocated() / 2**20, "cuda_max_allocated"
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "cpu_max_rss"  # Linux: KiB
 
 
 def real_token_fraction(trainer: Any, max_batches: int = 200) -> float:
@@ -468,24 +534,34 @@ def train_model(
     out_dir: str | os.PathLike[str],
     settings: TrainSettings,
     callbacks: Iterable[Any] = (),
+    quiet: bool = False,
 ) -> dict[str, Any]:
     """Fine-tune `spec` on `data` (a dataset folder with train/validation splits of dialog records,
-    or a dict split -> rows) into `out_dir`. Returns the summary that train_summary.json holds.
+    or a dict split -> rows) into `out_dir`. Returns the summary that train_summary.json holds
+    (on rank 0; other ranks of a multi-process run return an empty dict).
 
     A run whose ``out_dir/checkpoints`` holds a checkpoint (a run killed mid-way) continues from
     the newest one: step, optimizer, scheduler and RNG states, as transformers' Trainer restores
-    them. `callbacks` are extra transformers TrainerCallbacks (progress streaming, tests)."""
+    them. `callbacks` are extra transformers TrainerCallbacks (progress streaming, tests);
+    `quiet` drops the Trainer's own printing of every logged dict (a caller that prints its own
+    progress lines)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     _quiet_bnb_warnings()
     t0 = time.perf_counter()
     trainer, info = build_trainer(spec, data, out, settings)
-    write_jsonl(out / REJECTS_FILE, info["rejects"])
+    # Under several processes (torchrun, DeepSpeed) every rank runs this function; the files of
+    # the run are written by rank 0 alone. Collective steps (train, evaluate, save_model, which
+    # gathers ZeRO-3 shards) run on all ranks.
+    main = trainer.is_world_process_zero()
+    if main:
+        write_jsonl(out / REJECTS_FILE, info["rejects"])
     resume = last_checkpoint(out)
     train_log = out / "train_log.jsonl"
     if resume is None:
-        train_log.unlink(missing_ok=True)  # a fresh run's log, not appended to an old one
-    else:
+        if main:
+            train_log.unlink(missing_ok=True)  # a fresh run's log, not appended to an old one
+    elif main:
         step = int(resume.name.rsplit("-", 1)[-1])
         log.warning("resuming from checkpoint %s (step %d), not from step 0", resume, step)
         from ..io import dumps_line
@@ -493,17 +569,28 @@ def train_model(
         with open(train_log, "a", encoding="utf-8") as f:
             f.write(dumps_line({"event": "resumed", "checkpoint": str(resume), "step": step}) + "\n")
     real_fraction = real_token_fraction(trainer)
+    throughput = _throughput_callback()
+    trainer.add_callback(throughput)
     trainer.add_callback(_log_callback(train_log))
     for cb in callbacks:
         trainer.add_callback(cb)
+    if quiet:
+        from transformers.trainer_callback import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-    wall = time.perf_counter() - t0
     evaluated = [e["step"] for e in trainer.state.log_history if "eval_loss" in e]
     if trainer.eval_dataset is not None and (not evaluated or evaluated[-1] != trainer.state.global_step):
         trainer.evaluate()  # the final validation loss (logged into the state's history)
+    wall = time.perf_counter() - t0
+    memory_mb, memory_kind = peak_memory()
     history = list(trainer.state.log_history)
 
-    trainer.save_model(str(out))  # the adapter (peft's save_pretrained) or the whole model
+    # The adapter (peft's save_pretrained) or the whole model; under ZeRO-3 the shards are
+    # gathered to rank 0 (stage3_gather_16bit_weights_on_model_save), so every rank must call it.
+    trainer.save_model(str(out))
+    if not main:
+        return {}
     # Trainer.save_model also writes training_args.bin, a pickle; the settings are in
     # train_summary.json and the model card instead. (Checkpoints keep theirs: resuming reads it.)
     (out / "training_args.bin").unlink(missing_ok=True)
@@ -522,6 +609,11 @@ def train_model(
         "merged": str(merged) if merged else None,
         "rejects_file": str(out / REJECTS_FILE),
         "real_token_fraction": real_fraction,
+        "tokens_per_s": throughput.tokens_per_s(),
+        "peak_memory_mb": memory_mb,
+        "peak_memory_kind": memory_kind,
+        "num_processes": trainer.args.world_size,
+        "deepspeed": settings.deepspeed,
         "metrics": {
             "first_train_loss": train[0][1] if train else None,
             "final_train_loss": train[-1][1] if train else None,
@@ -532,7 +624,7 @@ def train_model(
     }
     plot_losses(history, out / "loss.png", summary["run_name"])
     write_text(out / MODEL_CARD, model_card(spec, settings, summary))
-    write_json(out / "train_summary.json", summary)
+    write_json(out / SUMMARY_FILE, summary)
     log.info("trained %s: %d steps, loss %s -> %s", summary["run_name"], summary["steps"],
              _fmt(summary["metrics"]["first_train_loss"]), _fmt(summary["metrics"]["final_train_loss"]))
     return summary

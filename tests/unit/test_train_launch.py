@@ -1,0 +1,109 @@
+"""The training process (ruinstruct.train.launch): the request file, the launch command, the worker's
+output and exit codes, DeepSpeed ZeRO-3 over two gloo processes, and DeepSpeed's memory estimate."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ruinstruct.models import resolve_model
+from ruinstruct.train import TrainSettings
+from ruinstruct.train.launch import REQUEST_FILE, TrainRequest, launch_command, read_request, write_request
+
+from .test_train import DIALOGS, _write_dataset
+
+REPO = Path(__file__).resolve().parents[2]
+ZERO3 = REPO / "configs" / "deepspeed" / "zero3.json"
+
+
+def _request(tmp_path, spec, method="lora", num_processes=1, **settings):
+    s = TrainSettings(**{"method": method, "micro_batch_size": 1, "grad_accum": 2, "max_steps": 3, "logging_steps": 1,
+                         "save_steps": 10_000, "learning_rate": 1e-3, "lr_scheduler": "constant", **settings})
+    return TrainRequest(model=spec, data_dir=str(tmp_path / "final"), out_dir=str(tmp_path / "run"),
+                        data_name="tinyset", settings=s, num_processes=num_processes)
+
+
+def _worker(request_file, cwd, timeout=600):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+           "TORCH_EXTENSIONS_DIR": os.environ.get("TORCH_EXTENSIONS_DIR", str(REPO / ".cache" / "torch_extensions"))}
+    req = read_request(request_file)
+    return subprocess.run(launch_command(req, request_file), cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_launch_commands(tmp_path, tiny_dir):
+    spec = resolve_model(str(tiny_dir / "llama"), "llama")
+    f = tmp_path / "run" / REQUEST_FILE
+    worker = ["-m", "ruinstruct.train.launch", str(f)]
+    assert launch_command(_request(tmp_path, spec), f) == [sys.executable, *worker]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    full2 = _request(tmp_path, spec, "full", 2, deepspeed=str(ZERO3))
+    assert launch_command(full2, f) == [*torchrun, "--nproc_per_node=2", *worker]
+    # DeepSpeed needs a process group even for one process; plain DDP needs torchrun for two
+    full1 = _request(tmp_path, spec, "full", 1, deepspeed=str(ZERO3))
+    assert launch_command(full1, f) == [*torchrun, "--nproc_per_node=1", *worker]
+    assert launch_command(_request(tmp_path, spec, "lora", 2), f) == [*torchrun, "--nproc_per_node=2", *worker]
+
+
+def test_request_round_trips_exactly(tmp_path, tiny_dir):
+    spec = resolve_model(str(tiny_dir / "xglm"), "xglm")
+    req = _request(tmp_path, spec, "full", 2, deepspeed=str(ZERO3), warmup_steps=3, bf16=False)
+    path = write_request(req)
+    assert path == tmp_path / "run" / REQUEST_FILE
+    assert read_request(path) == req
+    assert json.loads(path.read_text()) == req.model_dump(mode="json")
+    assert [p.name for p in path.parent.iterdir()] == [REQUEST_FILE]  # no temporary file left
+
+
+def test_lora_with_deepspeed_is_refused_naming_the_field():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="deepspeed: DeepSpeed ZeRO-3 is for method full"):
+        TrainSettings(method="lora", deepspeed=str(ZERO3))
+
+
+def test_a_bad_request_names_the_file(tmp_path):
+    from ruinstruct.errors import UserError
+
+    bad = tmp_path / REQUEST_FILE
+    bad.write_text('{"model": {}}')
+    with pytest.raises(UserError, match=f"{bad}: not a training request: "):
+        read_request(bad)
+
+
+def test_worker_on_a_missing_data_folder_exits_2_with_one_line(tmp_path, tiny_dir):
+    spec = resolve_model(str(tiny_dir / "llama"), "llama")
+    req = _request(tmp_path, spec)
+    p = _worker(write_request(req), tmp_path, timeout=120)
+    assert p.returncode == 2
+    assert p.stderr.strip().splitlines() == [f"dataset folder not found: {tmp_path / 'final'}"]
+    assert "Traceback" not in p.stdout + p.stderr
+
+
+def _progress(stdout, steps):
+    lines = [line for line in stdout.splitlines() if line.startswith(("step ", "trained "))]
+    loss = [line for line in lines if line.startswith("step ") and " loss " in line]
+    assert [line.split()[1] for line in loss] == [f"{i}/{steps}" for i in range(1, steps + 1)]
+    assert all(" lr " in line for line in loss)
+    assert lines[-1].startswith("trained ")
+    return lines[-1]
+
+
+@pytest.mark.slow
+def test_single_process_lora_through_the_worker(tmp_path, tiny_dir):
+    spec = resolve_model(str(tiny_dir / "llama"), "llama")
+    _write_dataset(tmp_path / "final", DIALOGS, DIALOGS[2:3])
+    req = _request(tmp_path, spec)
+    p = _worker(write_request(req), tmp_path)
+    assert p.returncode == 0, p.stderr[-3000:]
+    out = tmp_path / "run"
+    assert _progress(p.stdout, 3).endswith(f"outputs in {out}")
+    s = json.loads((out / "train_summary.json").read_text())
+    assert s["steps"] == 3 and s["dataset"] == "tinyset" and s["run_name"] == f"{spec.name}-lora-tinyset"
+    assert s["tokens_per_s"] > 0 and s["peak_memory_mb"] > 0 and s["peak_memory_kind"] == "cpu_max_rss"
+    assert s["num_processes"] == 1 and (out / "adapter_model.safetensors").is_file()
