@@ -8,6 +8,7 @@ being silently ignored.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,11 +18,14 @@ from pydantic import (
     Field,
     ValidationError,
     ValidationInfo,
+    create_model,
     field_validator,
     model_validator,
 )
 
 from .filters.config import FilterConfig
+from .models import FAMILIES, REGISTRY, Family
+from .train.sft import TrainSettings
 
 SourceKind = Literal["dolly", "oasst1", "chip2", "saiga", "local"]
 
@@ -253,6 +257,194 @@ class DataConfig(Strict):
             raise ValueError(f"duplicate source names: {dupes}")
         return v
 
+# ---- training ---------------------------------------------------------------------------------
+
+#: the dataset name that means this run's own data/final (the data flow's output)
+OWN_DATASET = "ruinstruct"
+METHODS = ("full", "lora")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+# TrainSettings fields a config does not set per method: the method is the section's name, the
+# dataset name is the matrix cell's, and DeepSpeed is `training.deepspeed` (full only).
+_NOT_PER_METHOD = {"method", "dataset_name", "deepspeed"}
+
+
+class FieldError(ValueError):
+    """A cross-field problem of one nested field: `_config_error` prints `field` (relative to the
+    section that raised it) after the section's own location, so the message names the field."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field, self.message = field, message
+
+
+class TrainModelEntry(Strict):
+    """A model beyond the registry (ruinstruct.models.REGISTRY): a Hugging Face id or a local
+    folder, and its family. Resolved with models.resolve_model when a run starts."""
+
+    name: str = Field(description="short name for `runs` and the output folders (letters, digits, . _ -); "
+                      "not a registry name")
+    hf_id: str = Field(min_length=1, description="Hugging Face id, or a local folder (a value starting with ./ ../ "
+                       "or / is relative to the profile file)")
+    family: Family = Field(description=f"module naming family: {' | '.join(FAMILIES)} (sets the LoRA targets)")
+    revision: str | None = Field(default=None, description="hub revision (commit or tag); default main")
+    context_length: int | None = Field(default=None, ge=1, description="context in tokens; default: from its "
+                                       "config.json")
+    lora_targets: list[str] | None = Field(default=None, description="LoRA target module names; default: the "
+                                           "family's attention linears. Checked against the loaded model")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not _NAME.match(v):
+            raise ValueError(f"{v!r}: use letters, digits, . _ - (it names an output folder)")
+        if v in REGISTRY:
+            raise ValueError(f"{v!r} is a registered model; give this entry another name")
+        return v
+
+
+def _method_settings_model() -> type[BaseModel]:
+    """TrainSettings less the fields set elsewhere (see _NOT_PER_METHOD), with the same defaults
+    and descriptions, so the config reference shows the paper's values."""
+    fields = {n: (f.annotation, f) for n, f in TrainSettings.model_fields.items() if n not in _NOT_PER_METHOD}
+    return create_model(  # type: ignore[call-overload]
+        "MethodSettings", __base__=Strict,
+        __doc__="Hyperparameters of one method (TrainSettings of ruinstruct.train.sft); every field left "
+        "out keeps the paper's default.",
+        **fields,
+    )
+
+
+MethodSettings = _method_settings_model()
+
+
+def _as_list(v: Any) -> Any:
+    return [v] if isinstance(v, str) else v
+
+
+class TrainRunEntry(Strict):
+    """One row of the experiment matrix. `model`, `method` and `data` each take one value or a
+    list; the entry stands for every combination of them (Table 1 style)."""
+
+    model: str | list[str] = Field(description="model name(s): training.models entries or the registry")
+    method: str | list[str] = Field(description="full | lora, or a list of both")
+    data: str | list[str] = Field(
+        default=OWN_DATASET,
+        description=f"dataset name(s): training.datasets entries, or {OWN_DATASET} (this run's data/final)",
+    )
+    settings: dict[str, Any] = Field(
+        default_factory=dict,
+        description="overrides of the method sections' settings (any TrainSettings field) for these cells only",
+    )
+    num_processes: int | None = Field(default=None, ge=1, description="overrides training.num_processes for "
+                                      "these cells")
+
+    @field_validator("model", "method", "data")
+    @classmethod
+    def _values(cls, v: str | list[str], info: ValidationInfo) -> list[str]:
+        values = _as_list(v)
+        if not values:
+            raise ValueError("give at least one value")
+        if len(set(values)) != len(values):
+            raise ValueError(f"a value is listed twice: {values}")
+        if info.field_name == "method":
+            bad = [m for m in values if m not in METHODS]
+            if bad:
+                raise ValueError(f"unknown method {bad[0]!r}: expected full or lora")
+        return values
+
+    def cells(self) -> list[tuple[str, str, str]]:
+        """(model, method, data) for every combination, in the order written."""
+        return [(m, k, d) for m in _as_list(self.model) for k in _as_list(self.method) for d in _as_list(self.data)]
+
+
+class TrainingConfig(Strict):
+    """The fine-tuning matrix of a run (PAPER.md, Table 1): which models, methods and datasets,
+    and the settings of each method. Each cell trains into <root>/models/<model>-<method>-<data>/."""
+
+    models: list[TrainModelEntry] = Field(default_factory=list, description="models beyond the registry "
+                                          "(HF id or local folder, and family)")
+    datasets: dict[str, str] = Field(
+        default_factory=dict,
+        description=f"dataset name -> dataset folder (train/validation splits; relative to the profile file). "
+        f"{OWN_DATASET} needs no entry: it is this run's data/final",
+    )
+    runs: list[TrainRunEntry] = Field(min_length=1, description="the experiment matrix: each entry expands to "
+                                      "model x method x data cells; a cell may appear once")
+    lora: MethodSettings = Field(default_factory=MethodSettings, description="LoRA settings (paper defaults: int8 "
+                                 "base, r=16, alpha=16, dropout 0.05, lr 3e-4)")
+    full: MethodSettings = Field(default_factory=MethodSettings, description="full fine-tuning settings (paper "
+                                 "defaults: grad accumulation 16, micro-batch 1, lr 3e-6)")
+    num_processes: int = Field(default=1, ge=1, description="training processes (GPUs) per run; above 1 the run "
+                               "is started with torch.distributed.run")
+    deepspeed: str | Literal[False] | None = Field(
+        default=None,
+        description="DeepSpeed JSON of full fine-tuning (relative to the profile file); unset: this repository's "
+        "configs/deepspeed/zero3.json; false: no DeepSpeed",
+    )
+
+    @field_validator("datasets")
+    @classmethod
+    def _dataset_names(cls, v: dict[str, str]) -> dict[str, str]:
+        for name in v:
+            if name == OWN_DATASET:
+                raise FieldError(f"datasets.{name}", f"{OWN_DATASET} is this run's own data/final; "
+                                 "give the folder another name")
+            if not _NAME.match(name):
+                raise FieldError(f"datasets.{name}", "use letters, digits, . _ - (it names an output folder)")
+        return v
+
+    @model_validator(mode="after")
+    def _matrix(self) -> TrainingConfig:
+        names = [m.name for m in self.models]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise FieldError("models", f"model name listed twice: {', '.join(dupes)}")
+        known_models = set(names) | set(REGISTRY)
+        known_data = {OWN_DATASET, *self.datasets}
+        seen: dict[tuple[str, str, str], int] = {}
+        for i, entry in enumerate(self.runs):
+            for m in _as_list(entry.model):
+                if m not in known_models:
+                    extra = f"; training.models has {', '.join(names)}" if names else ""
+                    raise FieldError(
+                        f"runs[{i}].model",
+                        f"{m!r} is not a registered model ({', '.join(REGISTRY)}){extra}. "
+                        "Add it under training.models with its hf_id and family",
+                    )
+            for d in _as_list(entry.data):
+                if d not in known_data:
+                    raise FieldError(f"runs[{i}].data", f"unknown dataset {d!r}: expected {OWN_DATASET} or a "
+                                     f"training.datasets name ({', '.join(self.datasets) or 'none given'})")
+            for method in _as_list(entry.method):
+                self._check_settings(i, entry, method)
+            for cell in entry.cells():
+                if cell in seen:
+                    raise FieldError(f"runs[{i}]", f"cell {'-'.join(cell)} (model-method-data) is also in "
+                                     f"runs[{seen[cell]}]")
+                seen[cell] = i
+        return self
+
+    def _check_settings(self, i: int, entry: TrainRunEntry, method: str) -> None:
+        for key in entry.settings:
+            if key in _NOT_PER_METHOD or key not in TrainSettings.model_fields:
+                raise FieldError(f"runs[{i}].settings.{key}", "not a training setting (the fields of "
+                                 "training.lora / training.full)")
+        try:
+            self.settings_for(method, entry)
+        except ValidationError as e:
+            err = e.errors()[0]
+            raise FieldError(f"runs[{i}].settings.{'.'.join(str(p) for p in err['loc'])}", err["msg"]) from None
+
+    def settings_for(self, method: str, entry: TrainRunEntry | None = None) -> TrainSettings:
+        """The TrainSettings of one cell: the paper's defaults, then the method's section, then
+        the entry's overrides. DeepSpeed is set by the caller (stages.train), which knows the repo."""
+        section = (self.full if method == "full" else self.lora).model_dump(exclude_unset=True)
+        return TrainSettings(**{**section, **(entry.settings if entry else {}), "method": method})
+
+    def cells(self) -> list[tuple[int, str, str, str]]:
+        """(entry index, model, method, data) of every cell, in the order written."""
+        return [(i, *cell) for i, e in enumerate(self.runs) for cell in e.cells()]
+
 
 class RunConfig(Strict):
     """One run. Cross-field rules are checked here, so a bad profile fails when it is loaded."""
@@ -277,6 +469,9 @@ class RunConfig(Strict):
     mix: MixConfig = Field(
         default_factory=MixConfig, validate_default=True,
         description="dedup, caps, ratios and the train/validation split of the final dataset",
+    )
+    training: TrainingConfig | None = Field(
+        default=None, description="the fine-tuning matrix (models x methods x datasets); unset: data only"
     )
 
     @field_validator("translation")
@@ -317,7 +512,11 @@ def _config_error(where: str, e: ValidationError) -> ConfigError:
     lines = [f"{where}: invalid config"]
     for err in e.errors():
         loc = ".".join(str(p) for p in err["loc"])
-        lines.append(f"  {loc}: {err['msg']}")
+        cause = (err.get("ctx") or {}).get("error")
+        if isinstance(cause, FieldError):  # a section's check that names one of its fields
+            lines.append(f"  {loc}.{cause.field}: {cause.message}")
+        else:
+            lines.append(f"  {loc}: {err['msg']}")
     return ConfigError("\n".join(lines))
 
 
@@ -354,6 +553,14 @@ def load_config(path: str | os.PathLike[str]) -> RunConfig:
     relative_to_profile(tr, "model", only_explicit=True)
     relative_to_profile(tr, "cache_dir")
     relative_to_profile(raw, "root")
+    training = raw.get("training")
+    if isinstance(training, dict):
+        for entry in training.get("models") or []:
+            relative_to_profile(entry, "hf_id", only_explicit=True)
+        relative_to_profile(training, "deepspeed")
+        if isinstance(training.get("datasets"), dict):
+            for name in list(training["datasets"]):
+                relative_to_profile(training["datasets"], name)
     try:
         return RunConfig.model_validate(raw)
     except ValidationError as e:

@@ -14,6 +14,8 @@
     <root>/data/final/README.md                 its dataset card
     <root>/data/final/stats.json                its counts, licenses and upstreams (no machine path)
     <root>/data/report.json                     the data report
+    <root>/models/<model>-<method>-<data>/      one fine-tuning run (train/sft.py writes it)
+    <root>/models/<model>-<method>-<data>/train_key.json      its cache key, and whether it finished
     <root>/.prefect/                            persisted task results and cache records
 
 Path rule: paths written in a profile are relative to the profile file (an explicit `root:`
@@ -33,6 +35,10 @@ DATASET_CARD = "README.md"
 #: a model folder's card: the Hub reads a model's card from the same file name
 MODEL_CARD = DATASET_CARD
 DATASET_STATS = "stats.json"
+#: what a training run writes last in its folder (train/sft.py)
+TRAIN_SUMMARY = "train_summary.json"
+#: the cache key of the run in a model folder, and whether it finished (stages/train.py)
+TRAIN_KEY = "train_key.json"
 
 
 def safe_name(name: str) -> str:
@@ -115,6 +121,15 @@ class RunPaths:
     @property
     def mix_rejects(self) -> Path:
         return self.rejects / f"mix{REJECTS_SUFFIX}"
+
+    @property
+    def models(self) -> Path:
+        """Fine-tuned models, one folder per matrix cell."""
+        return self.root / "models"
+
+    def model_dir(self, model: str, method: str, data: str) -> Path:
+        """``models/<model>-<method>-<data>/`` (DESIGN.md run layout)."""
+        return self.models / f"{safe_name(model)}-{method}-{safe_name(data)}"
 
     @property
     def prefect(self) -> Path:
