@@ -7,6 +7,8 @@ export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
+# DeepSpeed compiles its C++ ops on first use (about 30 s); kept here, they compile once.
+export TORCH_EXTENSIONS_DIR ?= $(abspath .cache/torch_extensions)
 
 .PHONY: setup demo test tiny lint clean
 

@@ -137,6 +137,16 @@ def run(config: ConfigOpt, output: OutputOpt = None) -> None:
 
     out = _run_flow(pipeline_flow, cfg)
     _print_data_outputs(out.get("data") or {})
+    _print_models((out.get("train") or {}).get("models") or {})
+
+
+def _print_models(models: dict[str, Any]) -> None:
+    """Where each fine-tuned model of the matrix is."""
+    if models:
+        width = max(len(n) for n in models)
+        lines = [f"{name:<{width}}  {m['output']}{'  (cached)' if m.get('cached') else ''}"
+                 for name, m in models.items()]
+        typer.secho("\nmodels:\n  " + "\n  ".join(lines), fg="green")
 
 
 @app.command()
@@ -222,6 +232,91 @@ def mix(config: ConfigOpt, output: OutputOpt = None) -> None:
 
     cfg = _config(config, output)
     _print_outputs(mix_only(cfg))
+
+
+def _train_request(config: Path | None, model: str, method: str, data: Path, output: Path, family: str | None,
+                   data_name: str | None, num_processes: int | None):
+    """The TrainRequest of `ruinstruct train`: settings and extra models from the config's
+    `training:` section (the paper's defaults without one)."""
+    from .config import METHODS
+    from .errors import UserError
+    from .models import REGISTRY, resolve_model
+    from .stages.train import DEFAULT_DEEPSPEED, resolve_entry
+    from .train import TrainSettings
+    from .train.launch import TrainRequest
+
+    if method not in METHODS:
+        raise UserError(f"--method {method}: expected full or lora")
+    training = _config(config).training if config else None
+    if not data.is_dir():
+        raise UserError(f"--data {data}: dataset folder not found (train/validation splits, e.g. a run's data/final)")
+    entries = {e.name: (i, e) for i, e in enumerate(training.models)} if training else {}
+    if model in entries:
+        spec = resolve_entry(entries[model][1], entries[model][0])
+    elif model in REGISTRY:
+        spec = resolve_model(model, family)
+    elif family is None:
+        known = ", ".join([*REGISTRY, *entries])
+        raise UserError(f"--model {model}: not a registered model ({known}); for another model give its HF id or "
+                        "folder with --family llama|xglm|gpt2")
+    else:
+        local = Path(model).expanduser()
+        spec = resolve_model(str(local.resolve()) if local.is_dir() else model, family)
+    settings = training.settings_for(method) if training else TrainSettings(method=method)
+    deepspeed = training.deepspeed if training else None
+    if method == "full" and deepspeed is not False:
+        settings = settings.model_copy(update={"deepspeed": str(deepspeed or DEFAULT_DEEPSPEED)})
+    data = data.resolve()
+    # a run's data/final is named after its run (runs/tiny/data/final -> tiny), not "final"
+    name = data_name or (data.parent.parent.name if data.parent.name == "data" else data.name)
+    settings = settings.model_copy(update={"dataset_name": name})
+    processes = num_processes or (training.num_processes if training else 1)
+    return TrainRequest(model=spec, data_dir=str(data), out_dir=str(output.resolve()), data_name=name,
+                        settings=settings, num_processes=processes)
+
+
+@app.command("train")
+def train_cmd(
+    model: Annotated[str, typer.Option("--model", "-m", help="a registry name, a training.models name of the "
+                                       "config, or an HF id / local folder with --family")],
+    method: Annotated[str, typer.Option("--method", help="full | lora")],
+    data: Annotated[Path, typer.Option("--data", "-d", help="dataset folder (train/validation splits)")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="the run's output folder (model, card, logs)")],
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="take settings and extra models from "
+                                                "a run config's training: section")] = None,
+    family: Annotated[str | None, typer.Option("--family", help="llama | xglm | gpt2, for an unregistered "
+                                               "model")] = None,
+    data_name: Annotated[str | None, typer.Option("--data-name", help="dataset name for the model card (default: "
+                                                  "the folder's; a run's data/final: the run's)")] = None,
+    num_processes: Annotated[int | None, typer.Option("--num-processes", min=1, help="training processes "
+                                                      "(GPUs); default: the config's, else 1")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="print the launch command and DeepSpeed's memory "
+                                          "estimate, then exit without training")] = False,
+) -> None:
+    """Fine-tune one model on one dataset (full or LoRA) in its own process, streaming its log.
+    An output folder holding a checkpoint resumes from it."""
+    import shlex
+
+    from .stages.train import TrainProcessError, run_request
+    from .train.launch import launch_command, memory_estimate, write_request
+
+    req = _train_request(config, model, method, data, output, family, data_name, num_processes)
+    if dry_run:
+        request_file = write_request(req)
+        typer.echo(f"request: {request_file}")
+        typer.echo(" ".join(shlex.quote(c) for c in launch_command(req, request_file)))
+        if method == "lora":
+            typer.echo("(LoRA trains without DeepSpeed; the ZeRO-3 estimate below is what full fine-tuning "
+                       "would need)")
+        typer.echo("\n".join(memory_estimate(req.model, req.num_processes)))
+        return
+    try:
+        summary = run_request(req, typer.echo)
+    except TrainProcessError as e:
+        # the process's output (its error, or its traceback) is already on the screen
+        typer.secho(str(e).splitlines()[0], fg="red", err=True)
+        raise typer.Exit(2 if e.returncode == 2 else 1) from None
+    typer.secho(f"model: {summary.get('output') or req.out_dir}", fg="green")
 
 
 # Prompt formats: the outer app's error handling (_Commands) covers these commands too.
