@@ -387,10 +387,10 @@ class TrainingConfig(Strict):
     def _dataset_names(cls, v: dict[str, str]) -> dict[str, str]:
         for name in v:
             if name == OWN_DATASET:
-                raise FieldError(f"datasets.{name}", f"{OWN_DATASET} is this run's own data/final; "
+                raise FieldError(name, f"{OWN_DATASET} is this run's own data/final; "
                                  "give the folder another name")
             if not _NAME.match(name):
-                raise FieldError(f"datasets.{name}", "use letters, digits, . _ - (it names an output folder)")
+                raise FieldError(name, "use letters, digits, . _ - (it names an output folder)")
         return v
 
     @model_validator(mode="after")
