@@ -107,3 +107,80 @@ def test_single_process_lora_through_the_worker(tmp_path, tiny_dir):
     assert s["steps"] == 3 and s["dataset"] == "tinyset" and s["run_name"] == f"{spec.name}-lora-tinyset"
     assert s["tokens_per_s"] > 0 and s["peak_memory_mb"] > 0 and s["peak_memory_kind"] == "cpu_max_rss"
     assert s["num_processes"] == 1 and (out / "adapter_model.safetensors").is_file()
+
+
+@pytest.mark.slow
+def test_zero3_full_fine_tuning_on_two_gloo_processes(tmp_path, tiny_dir):
+    """torchrun starts two CPU processes; DeepSpeed ZeRO-3 (configs/deepspeed/zero3.json) partitions
+    the tiny LLaMA over them (gloo). Rank 0 alone prints progress and writes the run's files; the
+    saved model, gathered from both shards, is the trained one: reloaded in one plain process its
+    validation loss is the trainer's, and it generates with its chat template."""
+    import math
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ruinstruct import chat
+
+    from .test_train import _generate, _loss
+
+    spec = resolve_model(str(tiny_dir / "llama"), "llama")
+    _write_dataset(tmp_path / "final", DIALOGS, DIALOGS[2:3])
+    req = _request(tmp_path, spec, "full", 2, deepspeed=str(ZERO3), max_steps=3)
+    request_file = write_request(req)
+    assert launch_command(req, request_file)[2] == "torch.distributed.run"
+    p = _worker(request_file, tmp_path)
+    assert p.returncode == 0, p.stderr[-3000:]
+    out = tmp_path / "run"
+    last = _progress(p.stdout, 3)
+    assert last.startswith(f"trained {spec.name}-full-tinyset: 3 steps") and last.endswith(f"outputs in {out}")
+    assert p.stdout.count("trained ") == 1  # rank 1 prints nothing
+
+    s = json.loads((out / "train_summary.json").read_text())
+    assert s["num_processes"] == 2 and s["deepspeed"] == str(ZERO3) and s["steps"] == 3
+    assert s["tokens_per_s"] > 0 and s["peak_memory_mb"] > 0
+    state = json.loads((out / "trainer_state.json").read_text())
+    assert state["global_step"] == 3
+    # micro-batch 1 x accumulation 2 x 2 processes: each step sees all 4 dialogs
+    assert state["num_input_tokens_seen"] == 3 * sum(
+        len(chat.render(AutoTokenizer.from_pretrained(out), d, "full")["input_ids"]) for d in DIALOGS)
+
+    tok = AutoTokenizer.from_pretrained(out)
+    assert chat.template_kind(tok) == "full"
+    model = AutoModelForCausalLM.from_pretrained(out).eval()
+    base = AutoModelForCausalLM.from_pretrained(tiny_dir / "llama").eval()
+    assert all(a.shape == b.shape for a, b in zip(model.parameters(), base.parameters(), strict=True))
+    assert math.isclose(_loss(model, tok, DIALOGS[2], "full"), s["metrics"]["final_eval_loss"], abs_tol=1e-4)
+    assert not math.isclose(_loss(base, tok, DIALOGS[2], "full"), s["metrics"]["final_eval_loss"], abs_tol=1e-3)
+    prompt, gen = _generate(model, tok, DIALOGS[0], "full")
+    assert tok.decode(prompt[0]).endswith("Assistant:\n")
+    assert gen.shape[1] > prompt.shape[1] and torch.equal(gen[0, : prompt.shape[1]], prompt[0])
+
+
+def test_memory_estimate_counts_the_tiny_model(tiny_dir):
+    """DeepSpeed's estimate from the config alone (meta device); the counts are the real model's."""
+    from deepspeed.runtime.zero.stage3 import model_to_params
+    from transformers import AutoModelForCausalLM
+
+    from ruinstruct.train.launch import count_parameters, memory_estimate
+
+    spec = resolve_model(str(tiny_dir / "llama"), "llama")
+    total, largest = model_to_params(AutoModelForCausalLM.from_pretrained(tiny_dir / "llama"))
+    assert count_parameters(spec) == (total, largest)
+    lines = memory_estimate(spec, 2)
+    assert lines[0] == (f"{spec.name} ({spec.hf_id}): {total:,} parameters, largest layer {largest:,}; "
+                        "DeepSpeed ZeRO-3 estimate for 2 GPU(s) on one node:")
+    assert "HW: Setup with 1 node, 2 GPUs per node." in lines
+    per_gpu = (4 * largest + int(18 * total / 2)) / 2**20  # DeepSpeed's formula without offload
+    assert lines[-1].startswith(f"configs/deepspeed/zero3.json (no offload, zero_init=1): {per_gpu:,.1f} MiB per GPU")
+
+
+def test_memory_estimate_without_a_config_is_one_line():
+    """Offline (conftest), a hub id that is in no cache: one line, no traceback."""
+    from ruinstruct.models import ModelSpec
+    from ruinstruct.train.launch import memory_estimate
+
+    spec = ModelSpec(name="absent", hf_id="example-org/absent-model", family="llama", context_length=2048)
+    assert memory_estimate(spec, 4) == [
+        "memory estimate: example-org/absent-model: its config.json is in no local folder and not in the "
+        "Hugging Face cache (OSError); no estimate without it"]

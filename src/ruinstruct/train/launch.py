@@ -140,18 +140,27 @@ def memory_estimate(spec: ModelSpec, num_processes: int) -> list[str]:
     try:
         total, largest = count_parameters(spec)
     except (OSError, ValueError, KeyError) as e:
-        reason = " ".join(str(e).split())[:200]
-        return [f"memory estimate: cannot read {spec.hf_id}'s config.json from a local folder or the "
-                f"Hugging Face cache ({type(e).__name__}: {reason})"]
-    from deepspeed.runtime.zero.stage3 import estimate_zero3_model_states_mem_needs_all_cold
+        return [f"memory estimate: {spec.hf_id}: its config.json is in no local folder and not in the Hugging "
+                f"Face cache ({type(e).__name__}); no estimate without it"]
+    from deepspeed.runtime.zero.stage3 import (
+        estimate_zero3_model_states_mem_needs,
+        estimate_zero3_model_states_mem_needs_all_cold,
+    )
 
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):  # DeepSpeed prints its table
         estimate_zero3_model_states_mem_needs_all_cold(
             total_params=total, largest_layer_params=largest, num_gpus_per_node=num_processes, num_nodes=1)
+    # The row of configs/deepspeed/zero3.json (no offload, zero.Init), in MiB: DeepSpeed's table
+    # rounds to 0.01 GB, which says nothing for a small model.
+    cpu, gpu, _ = estimate_zero3_model_states_mem_needs(
+        total, largest, num_gpus_per_node=num_processes, num_nodes=1,
+        cpu_offload=False, cpu_offload_params=False, zero_init=True)
     head = (f"{spec.name} ({spec.hf_id}): {total:,} parameters, largest layer {largest:,}; "
             f"DeepSpeed ZeRO-3 estimate for {num_processes} GPU(s) on one node:")
-    return [head] + [line.rstrip() for line in buf.getvalue().splitlines() if line.strip()]
+    ours = (f"configs/deepspeed/zero3.json (no offload, zero_init=1): {gpu / 2**20:,.1f} MiB per GPU, "
+            f"{cpu / 2**20:,.1f} MiB CPU, for params, gradients and optimizer states (activations come on top)")
+    return [head] + [line.rstrip() for line in buf.getvalue().splitlines() if line.strip()] + [ours]
 
 
 # ---- the training process ----------------------------------------------------------------------------
@@ -220,7 +229,7 @@ def run(req: TrainRequest) -> dict[str, Any]:
     from .sft import train_model
 
     check_request(req)
-    _quiet_progress_bars()
+    _quiet_output()
     init_distributed(req)
     settings = req.settings
     if settings.dataset_name is None:
@@ -228,13 +237,20 @@ def run(req: TrainRequest) -> dict[str, Any]:
     return train_model(req.model, req.data_dir, req.out_dir, settings, callbacks=[_progress_callback()], quiet=True)
 
 
-def _quiet_progress_bars() -> None:
+def _quiet_output() -> None:
     # The progress lines are this process's output; the libraries' bars would interleave with them.
+    import warnings
+
     import datasets
     import transformers
 
     datasets.disable_progress_bars()
     transformers.utils.logging.disable_progress_bar()
+    # DeepSpeed 0.19's ZeRO-3 calls torch's deprecated collective names on every step: hundreds of
+    # identical warnings per run, one per call site and process.
+    warnings.filterwarnings(
+        "ignore", message=r"`torch\.distributed\.(all_gather_into_tensor|reduce_scatter_tensor)` is deprecated",
+        category=FutureWarning)
 
 
 def main(argv: list[str] | None = None) -> int:
