@@ -1,6 +1,7 @@
-"""Fine-tuning on the tiny models with TRL's SFTTrainer: LoRA on int8 weights (tiny LLaMA) and full
-fine-tuning (tiny XGLM) overfit a handful of dialogs read from a dataset folder, save what reloads
-and generates with its chat template, and TRL trains on exactly chat.render's labels."""
+"""Fine-tuning on the tiny models with TRL's SFTTrainer: LoRA on int8 weights (tiny LLaMA; one step
+of GPT-2 and XGLM) and full fine-tuning (tiny LLaMA, XGLM and GPT-2) overfit a handful of dialogs
+read from a dataset folder, save what reloads and generates with its chat template, and TRL trains
+on exactly chat.render's labels."""
 
 from __future__ import annotations
 
@@ -270,7 +271,7 @@ def test_lora_int8_overfits_saves_and_reloads(llama_for_lora, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("family", ["xglm", "gpt2"])
+@pytest.mark.parametrize("family", ["llama", "xglm", "gpt2"])
 def test_full_overfits_saves_and_reloads(tiny_dir, tmp_path, family):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
