@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from ruinstruct.models import resolve_model
+from ruinstruct.paths import TRAIN_SUMMARY
 from ruinstruct.train import TrainSettings
 from ruinstruct.train.launch import REQUEST_FILE, TrainRequest, launch_command, read_request, write_request
 
@@ -103,7 +104,7 @@ def test_single_process_lora_through_the_worker(tmp_path, tiny_dir):
     assert p.returncode == 0, p.stderr[-3000:]
     out = tmp_path / "run"
     assert _progress(p.stdout, 3).endswith(f"outputs in {out}")
-    s = json.loads((out / "train_summary.json").read_text())
+    s = json.loads((out / TRAIN_SUMMARY).read_text())
     assert s["steps"] == 3 and s["dataset"] == "tinyset" and s["run_name"] == f"{spec.name}-lora-tinyset"
     assert s["tokens_per_s"] > 0 and s["peak_memory_mb"] > 0 and s["peak_memory_kind"] == "cpu_max_rss"
     assert s["num_processes"] == 1 and (out / "adapter_model.safetensors").is_file()
@@ -136,7 +137,7 @@ def test_zero3_full_fine_tuning_on_two_gloo_processes(tmp_path, tiny_dir):
     assert last.startswith(f"trained {spec.name}-full-tinyset: 3 steps") and last.endswith(f"outputs in {out}")
     assert p.stdout.count("trained ") == 1  # rank 1 prints nothing
 
-    s = json.loads((out / "train_summary.json").read_text())
+    s = json.loads((out / TRAIN_SUMMARY).read_text())
     assert s["num_processes"] == 2 and s["deepspeed"] == str(ZERO3) and s["steps"] == 3
     assert s["tokens_per_s"] > 0 and s["peak_memory_mb"] > 0
     state = json.loads((out / "trainer_state.json").read_text())

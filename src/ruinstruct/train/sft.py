@@ -37,7 +37,7 @@ from .. import chat
 from ..errors import UserError
 from ..io import write_json, write_jsonl, write_text
 from ..models import ModelSpec, check_spec_targets, template_for
-from ..paths import MODEL_CARD
+from ..paths import MODEL_CARD, TRAIN_SUMMARY
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +52,6 @@ DEFAULT_LR: dict[str, float] = {"lora": 3e-4, "full": 3e-6}
 PACKING_FAMILIES = ("llama", "gpt2")
 # Dialogs left out of training (context policy, special-token text), with reasons and split.
 REJECTS_FILE = "train_rejects.jsonl"
-# The run's summary (counts, metrics, throughput, peak memory), written last: its presence means
-# the run finished.
-SUMMARY_FILE = "train_summary.json"
 # The paper trained at 2048 tokens; a longer checkpoint context is not used by default.
 PAPER_CONTEXT = 2048
 
@@ -624,7 +621,7 @@ def train_model(
     }
     plot_losses(history, out / "loss.png", summary["run_name"])
     write_text(out / MODEL_CARD, model_card(spec, settings, summary))
-    write_json(out / SUMMARY_FILE, summary)
+    write_json(out / TRAIN_SUMMARY, summary)  # written last: its presence means the run finished
     log.info("trained %s: %d steps, loss %s -> %s", summary["run_name"], summary["steps"],
              _fmt(summary["metrics"]["first_train_loss"]), _fmt(summary["metrics"]["final_train_loss"]))
     return summary
