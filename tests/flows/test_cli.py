@@ -119,6 +119,10 @@ def test_data_and_mix_honour_output(tmp_path, tiny_dir):
     for s in raw["data"]["sources"]:
         s["path"] = str((REPO / "configs" / s["path"]).resolve())
     raw["translation"]["model"] = str(tiny_dir / "translator")
+    for m in raw["training"]["models"]:  # tiny-llama, tiny-xglm; a few steps are enough here
+        m["hf_id"] = str(tiny_dir / m["family"])
+    for method in ("lora", "full"):
+        raw["training"][method].update(max_steps=2, logging_steps=1)
     cfg = tmp_path / "tiny.yaml"
     cfg.write_text(yaml.safe_dump(raw))
     root = tmp_path / "elsewhere"
@@ -136,6 +140,13 @@ def test_data_and_mix_honour_output(tmp_path, tiny_dir):
     res = cli("run", "--config", cfg, "--output", root, env_home=home)
     assert res.returncode == 0, res.stdout + res.stderr
     assert "rejects:" in res.stdout and "report:" in res.stdout
+    # then the training matrix on that dataset, and where each model is
+    models = root.resolve() / "models"
+    lines = res.stdout[res.stdout.index("\nmodels:\n"):].splitlines()
+    assert lines[2].split() == ["tiny-llama-lora-ruinstruct", str(models / "tiny-llama-lora-ruinstruct")]
+    assert lines[3].split() == ["tiny-xglm-full-ruinstruct", str(models / "tiny-xglm-full-ruinstruct")]
+    assert (models / "tiny-llama-lora-ruinstruct" / "adapter_model.safetensors").is_file()
+    assert (models / "tiny-xglm-full-ruinstruct" / "model.safetensors").is_file()
 
 
 @pytest.mark.slow
@@ -221,7 +232,8 @@ def test_help_keeps_literal_brackets_and_stands_alone():
     res = runner.invoke(app, ["filter", "--help"], terminal_width=200)
     assert res.exit_code == 0
     assert '"reasons": [str]' in res.output
-    for args in (["--help"], *([c, "--help"] for c in ("run", "data", "translate", "filter", "mix", "make-tiny"))):
+    for args in (["--help"], *([c, "--help"] for c in ("run", "data", "translate", "filter", "mix", "make-tiny",
+                                                               "train"))):
         out = runner.invoke(app, args, terminal_width=200).output
         assert "DESIGN.md" not in out, args
     assert "README" in runner.invoke(app, ["--help"], terminal_width=200).output
