@@ -185,3 +185,30 @@ def test_memory_estimate_without_a_config_is_one_line():
     assert memory_estimate(spec, 4) == [
         "memory estimate: example-org/absent-model: its config.json is in no local folder and not in the "
         "Hugging Face cache (OSError); no estimate without it"]
+
+
+@pytest.mark.slow
+def test_zero3_on_one_process_trains_like_the_plain_run(tmp_path, tiny_dir):
+    """One process under ZeRO-3 (partitioned over a group of one, the Trainer's torch AdamW) logs the
+    same losses, step by step, as the plain in-process run of the same settings."""
+    import math
+
+    from ruinstruct.train import train_model
+
+    spec = resolve_model(str(tiny_dir / "xglm"), "xglm")
+    _write_dataset(tmp_path / "final", DIALOGS, DIALOGS[2:3])
+    req = _request(tmp_path, spec, "full", 1, deepspeed=str(ZERO3), max_steps=4)
+    p = _worker(write_request(req), tmp_path)
+    assert p.returncode == 0, p.stderr[-3000:]
+    plain = train_model(spec, tmp_path / "final", tmp_path / "plain", req.settings.model_copy(update={"deepspeed": None}))
+
+    def losses(out):
+        rows = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+        return [(r["step"], r["loss"]) for r in rows if "loss" in r]
+
+    zero3 = losses(tmp_path / "run")
+    assert [s for s, _ in zero3] == [1, 2, 3, 4] and [s for s, _ in losses(tmp_path / "plain")] == [1, 2, 3, 4]
+    for (_, a), (_, b) in zip(zero3, losses(tmp_path / "plain"), strict=True):
+        assert math.isclose(a, b, rel_tol=1e-4), (zero3, losses(tmp_path / "plain"))
+    s = json.loads((tmp_path / "run" / TRAIN_SUMMARY).read_text())
+    assert math.isclose(s["metrics"]["final_eval_loss"], plain["metrics"]["final_eval_loss"], rel_tol=1e-4)
