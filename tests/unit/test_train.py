@@ -200,6 +200,48 @@ def test_packing_is_refused_where_attention_crosses_examples(tiny_dir, tmp_path)
         build_trainer(spec, {"train": DIALOGS}, tmp_path, _overfit("full", packing=True))
 
 
+def test_dataset_folders_that_hold_no_training_dialogs_name_the_folder(tmp_path):
+    from ruinstruct.train.sft import _load_rows
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(UserError, match=f"^{empty}: no data files"):
+        _load_rows(empty)
+    validation_only = tmp_path / "validation_only"
+    _write_dataset(validation_only, DIALOGS, DIALOGS)
+    from ruinstruct.mix import split_file
+
+    split_file(validation_only, "train").unlink()
+    with pytest.raises(UserError, match=rf"^{validation_only}: no train split with rows \(splits: validation\)"):
+        _load_rows(validation_only)
+    text = tmp_path / "text"
+    text.mkdir()
+    (text / "notes.txt").write_text("hello\n", encoding="utf-8")
+    with pytest.raises(UserError, match=f"^{text}: split train holds no dialog records .*fields: text"):
+        _load_rows(text)
+    rows = _load_rows(_write_dataset(tmp_path / "ok", DIALOGS, DIALOGS[:1]))
+    assert {k: len(v) for k, v in rows.items()} == {"train": 4, "validation": 1}
+
+
+@pytest.mark.parametrize(("method", "quantization", "tags"), [
+    ("lora", "int8", ["ruinstruct", "trl", "sft", "lora", "int8"]),
+    ("lora", "none", ["ruinstruct", "trl", "sft", "lora"]),
+    ("full", "int8", ["ruinstruct", "trl", "sft", "full"]),
+])
+def test_model_card_tags_name_each_thing_once(method, quantization, tags):
+    from ruinstruct.models import REGISTRY
+    from ruinstruct.train.sft import model_card
+
+    counts = {"dialogs": 1, "kept": 1, "truncated": 0, "dropped": 0, "special_tokens": 0}
+    summary = {"dataset": "ruinstruct", "template": template_for(method), "max_length": 16, "bf16": False,
+               "run_name": "r", "data": {"train": counts}, "steps": 1, "real_token_fraction": 1.0,
+               "metrics": {"first_train_loss": 2.0, "final_train_loss": 1.0, "final_eval_loss": None},
+               "wall_s": 1.0, "tokens_per_s": 1.0, "peak_memory_kind": "cpu_max_rss", "peak_memory_mb": 1.0,
+               "num_processes": 1}
+    card = model_card(REGISTRY["llama-7b"], TrainSettings(method=method, quantization=quantization), summary)
+    assert _front_matter(card)["tags"] == tags
+
+
 # ---- training runs -------------------------------------------------------------------------------
 
 

@@ -124,18 +124,32 @@ class TrainSettings(BaseModel):
 def _load_rows(data: Any) -> dict[str, list[dict[str, Any]]]:
     """Split name -> dialog records, from a dataset folder (``datasets.load_dataset(path)``, as the
     data flow writes it), a DatasetDict, or a dict of row lists."""
+    where = "dataset"
     if isinstance(data, (str, os.PathLike)):
         path = Path(data)
         if not path.is_dir():
             raise FileNotFoundError(f"dataset folder not found: {path}")
         from datasets import load_dataset
+        from datasets.data_files import EmptyDatasetError
+        from datasets.exceptions import DataFilesNotFoundError
 
-        data = load_dataset(str(path))
+        where = str(path)
+        try:
+            data = load_dataset(where)
+        except (EmptyDatasetError, DataFilesNotFoundError):
+            raise UserError(f"{where}: no data files (expected train/validation splits of dialog records, "
+                            "as the data flow writes them)") from None
     out: dict[str, list[dict[str, Any]]] = {}
     for split, rows in dict(data).items():
         out[split] = [dict(r) for r in rows]
     if "train" not in out or not out["train"]:
-        raise UserError(f"{data if isinstance(data, (str, os.PathLike)) else 'dataset'}: no train split with rows")
+        raise UserError(f"{where}: no train split with rows (splits: {', '.join(out) or 'none'})")
+    for split, rows in out.items():
+        # a folder of other data (text, parquet of another schema) loads fine and would fail
+        # deep inside the chat template
+        if rows and "messages" not in rows[0]:
+            raise UserError(f"{where}: split {split} holds no dialog records (no `messages` field; its fields: "
+                            f"{', '.join(rows[0])})")
     return out
 
 
@@ -359,7 +373,8 @@ def model_card(spec: ModelSpec, settings: TrainSettings, summary: dict[str, Any]
         "library_name": "peft" if lora else "transformers",
         "language": ["ru", "en"],
         "pipeline_tag": "text-generation",
-        "tags": ["ruinstruct", "trl", "sft", settings.method] + (["lora", settings.quantization] if lora else []),
+        "tags": ["ruinstruct", "trl", "sft", settings.method]
+        + ([settings.quantization] if lora and settings.quantization != "none" else []),
     }
     hp = {
         "method": settings.method, "template": summary["template"], "learning_rate": settings.lr(),
