@@ -115,12 +115,32 @@ def stop_children(timeout: float = 3.0) -> None:
         children = psutil.Process().children(recursive=True)
     except psutil.Error:
         return
-    for p in children:
+    stop_processes(children, timeout)
+
+
+def stop_tree(pid: int, timeout: float = 5.0) -> None:
+    """Terminate process `pid` and its descendants (a training process and torchrun's workers),
+    then kill what is still there after `timeout`."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        family = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return
+    stop_processes(family, timeout)
+
+
+def stop_processes(procs: list, timeout: float) -> None:
+    """Terminate `procs` (psutil.Process), then kill what is still there after `timeout`."""
+    import psutil
+
+    for p in procs:
         try:
             p.terminate()
         except psutil.Error:
             pass
-    _, alive = psutil.wait_procs(children, timeout=timeout)
+    _, alive = psutil.wait_procs(procs, timeout=timeout)
     for p in alive:
         try:
             p.kill()

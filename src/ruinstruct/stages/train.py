@@ -36,6 +36,7 @@ from ..io import read_json, write_json
 from ..models import ModelSpec, resolve_model
 from ..paths import DATASET_CARD, DATASET_STATS, TRAIN_KEY, TRAIN_SUMMARY, RunPaths, safe_name
 from ..schema import content_hash
+from ..signals import stop_tree
 from ..train import TrainSettings, train_model
 from ..train.launch import TrainRequest, check_request, launch_command, write_request
 
@@ -266,29 +267,6 @@ class TrainProcessError(UserError):
         super().__init__(message)
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    """End the training process and its children (torchrun's workers): terminate, then kill."""
-    import psutil
-
-    try:
-        family = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
-    except psutil.Error:
-        family = []
-    for p in family:
-        try:
-            p.terminate()
-        except psutil.Error:
-            pass
-    _, alive = psutil.wait_procs(family, timeout=5)
-    for p in alive:
-        try:
-            p.kill()
-        except psutil.Error:
-            pass
-    psutil.wait_procs(alive, timeout=5)
-    proc.wait()
-
-
 def run_process(cmd: list[str], on_line: LineSink) -> tuple[int, list[str]]:
     """Run `cmd` with stdout and stderr merged, handing each line to `on_line` as it comes.
     Returns (exit code, its last TAIL_LINES lines). An exception here (Ctrl-C, SIGTERM, a failing
@@ -306,7 +284,8 @@ def run_process(cmd: list[str], on_line: LineSink) -> tuple[int, list[str]]:
         return proc.wait(), list(tail)
     finally:
         if proc.poll() is None:
-            _stop(proc)
+            stop_tree(proc.pid)  # with torchrun's workers
+            proc.wait()
         if proc.stdout is not None:
             proc.stdout.close()
 

@@ -249,6 +249,9 @@ def _cpu_threads() -> None:
 
     if not torch.cuda.is_available():
         torch.set_num_threads(1)
+        # accelerate's PartialState (DeepSpeed, DDP on CPU) otherwise sets its own count, physical
+        # cores / local processes (2 here), when it finds OMP_NUM_THREADS unset
+        os.environ["OMP_NUM_THREADS"] = "1"
 
 
 def _quiet_output() -> None:
