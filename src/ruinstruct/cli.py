@@ -240,16 +240,19 @@ def _train_request(config: Path | None, model: str, method: str, data: Path, out
     `training:` section (the paper's defaults without one)."""
     from .config import METHODS
     from .errors import UserError
-    from .models import REGISTRY, resolve_model
+    from .models import FAMILIES, REGISTRY, resolve_model
     from .stages.train import DEFAULT_DEEPSPEED, resolve_entry
     from .train import TrainSettings
     from .train.launch import TrainRequest
 
     if method not in METHODS:
         raise UserError(f"--method {method}: expected full or lora")
+    if family is not None and family not in FAMILIES:
+        raise UserError(f"--family {family}: unknown family {family!r}, expected {' | '.join(FAMILIES)}")
     training = _config(config).training if config else None
     if not data.is_dir():
-        raise UserError(f"--data {data}: dataset folder not found (train/validation splits, e.g. a run's data/final)")
+        what = "a file, not a dataset folder" if data.exists() else "dataset folder not found"
+        raise UserError(f"--data {data}: {what} (train/validation splits, e.g. a run's data/final)")
     entries = {e.name: (i, e) for i, e in enumerate(training.models)} if training else {}
     if model in entries:
         spec = resolve_entry(entries[model][1], entries[model][0])
@@ -261,6 +264,9 @@ def _train_request(config: Path | None, model: str, method: str, data: Path, out
                         "folder with --family llama|xglm|gpt2")
     else:
         local = Path(model).expanduser()
+        if not local.is_dir() and (local.exists() or model.startswith((".", "/", "~"))):
+            # a path, not a hub id: without this the hub lookup fails with a message about the hub
+            raise UserError(f"--model {model}: not a model folder ({'a file' if local.exists() else 'no such folder'})")
         spec = resolve_model(str(local.resolve()) if local.is_dir() else model, family)
     settings = training.settings_for(method) if training else TrainSettings(method=method)
     deepspeed = training.deepspeed if training else None

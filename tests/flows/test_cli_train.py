@@ -81,8 +81,12 @@ ERRORS = {
     "bad method": (["--model", "tl", "--method", "qlora", "--data", "run/data/final"],
                    "--method qlora: expected full or lora"),
     "missing data": (["--model", "tl", "--method", "lora", "--data", "nowhere"], "--data nowhere: dataset folder not found"),
+    "data is a file": (["--model", "tl", "--method", "lora", "--data", "c.yaml"],
+                       "--data c.yaml: a file, not a dataset folder"),
+    "missing model folder": (["--model", "./no-model", "--family", "llama", "--method", "lora", "--data",
+                              "run/data/final"], "--model ./no-model: not a model folder (no such folder)"),
     "bad family": (["--model", "./m", "--family", "bert", "--method", "lora", "--data", "run/data/final"],
-                   "unknown family 'bert'"),
+                   "--family bert: unknown family 'bert'"),
 }
 
 

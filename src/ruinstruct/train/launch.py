@@ -263,6 +263,11 @@ def _quiet_output() -> None:
 
     datasets.disable_progress_bars()
     transformers.utils.logging.disable_progress_bar()
+    # bitsandbytes on an AVX512-BF16 CPU looks for an optional kernel from the hub when imported and
+    # warns when it is not installed; its own CPU path is used instead. Set before any import of it.
+    import logging
+
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
     # DeepSpeed 0.19's ZeRO-3 calls torch's deprecated collective names on every step: hundreds of
     # identical warnings per run, one per call site and process.
     warnings.filterwarnings(
