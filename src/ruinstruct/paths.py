@@ -41,6 +41,11 @@ TRAIN_SUMMARY = "train_summary.json"
 TRAIN_KEY = "train_key.json"
 
 
+def model_folder(model: str, method: str, data: str) -> str:
+    """The folder name of one fine-tuning run: ``<model>-<method>-<data>``."""
+    return f"{safe_name(model)}-{method}-{safe_name(data)}"
+
+
 def safe_name(name: str) -> str:
     """A source name as a file name: saiga/ru_turbo_saiga -> saiga__ru_turbo_saiga."""
     return name.replace("/", "__")
@@ -129,7 +134,7 @@ class RunPaths:
 
     def model_dir(self, model: str, method: str, data: str) -> Path:
         """``models/<model>-<method>-<data>/`` (DESIGN.md run layout)."""
-        return self.models / f"{safe_name(model)}-{method}-{safe_name(data)}"
+        return self.models / model_folder(model, method, data)
 
     @property
     def prefect(self) -> Path:

@@ -34,7 +34,7 @@ from ..config import OWN_DATASET, RunConfig, TrainModelEntry, _model_identity
 from ..errors import UserError, describe
 from ..io import read_json, write_json
 from ..models import ModelSpec, resolve_model
-from ..paths import DATASET_CARD, DATASET_STATS, TRAIN_KEY, TRAIN_SUMMARY, RunPaths, safe_name
+from ..paths import DATASET_CARD, DATASET_STATS, TRAIN_KEY, TRAIN_SUMMARY, RunPaths, model_folder
 from ..schema import content_hash
 from ..signals import stop_tree
 from ..train import TrainSettings, train_model
@@ -55,7 +55,7 @@ TAIL_LINES = 20
 
 def run_dir(models_dir: str | Path, spec: ModelSpec, method: str, data_name: str) -> Path:
     """``models/<model>-<method>-<data>/``."""
-    return Path(models_dir) / f"{safe_name(spec.name)}-{method}-{safe_name(data_name)}"
+    return Path(models_dir) / model_folder(spec.name, method, data_name)
 
 
 def train(
