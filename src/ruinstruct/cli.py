@@ -241,7 +241,7 @@ def _train_request(config: Path | None, model: str, method: str, data: Path, out
     from .config import METHODS
     from .errors import UserError
     from .models import FAMILIES, REGISTRY, resolve_model
-    from .stages.train import DEFAULT_DEEPSPEED, resolve_entry
+    from .stages.train import deepspeed_for, resolve_entry
     from .train import TrainSettings
     from .train.launch import TrainRequest
 
@@ -249,7 +249,8 @@ def _train_request(config: Path | None, model: str, method: str, data: Path, out
         raise UserError(f"--method {method}: expected full or lora")
     if family is not None and family not in FAMILIES:
         raise UserError(f"--family {family}: unknown family {family!r}, expected {' | '.join(FAMILIES)}")
-    training = _config(config).training if config else None
+    cfg = _config(config) if config else None
+    training = cfg.training if cfg else None
     if not data.is_dir():
         what = "a file, not a dataset folder" if data.exists() else "dataset folder not found"
         raise UserError(f"--data {data}: {what} (train/validation splits, e.g. a run's data/final)")
@@ -269,13 +270,10 @@ def _train_request(config: Path | None, model: str, method: str, data: Path, out
             raise UserError(f"--model {model}: not a model folder ({'a file' if local.exists() else 'no such folder'})")
         spec = resolve_model(str(local.resolve()) if local.is_dir() else model, family)
     settings = training.settings_for(method) if training else TrainSettings(method=method)
-    deepspeed = training.deepspeed if training else None
-    if method == "full" and deepspeed is not False:
-        settings = settings.model_copy(update={"deepspeed": str(deepspeed or DEFAULT_DEEPSPEED)})
     data = data.resolve()
     # a run's data/final is named after its run (runs/tiny/data/final -> tiny), not "final"
     name = data_name or (data.parent.parent.name if data.parent.name == "data" else data.name)
-    settings = settings.model_copy(update={"dataset_name": name})
+    settings = settings.model_copy(update={"deepspeed": deepspeed_for(cfg, method), "dataset_name": name})
     processes = num_processes or (training.num_processes if training else 1)
     return TrainRequest(model=spec, data_dir=str(data), out_dir=str(output.resolve()), data_name=name,
                         settings=settings, num_processes=processes)

@@ -195,11 +195,11 @@ def dataset_dir(config: RunConfig, name: str) -> Path:
     return Path(config.training.datasets[name])
 
 
-def deepspeed_for(config: RunConfig, method: str) -> str | None:
-    """Full fine-tuning's DeepSpeed JSON: the config's, else the repository's ZeRO-3 file; none
-    for LoRA (its int8 base is not partitioned) or with `deepspeed: false`."""
-    assert config.training is not None
-    ds = config.training.deepspeed
+def deepspeed_for(config: RunConfig | None, method: str) -> str | None:
+    """Full fine-tuning's DeepSpeed JSON: the config's `training.deepspeed`, else (also without a
+    config or a training section) the repository's ZeRO-3 file; none for LoRA (its int8 base is
+    not partitioned) or with `deepspeed: false`."""
+    ds = config.training.deepspeed if config is not None and config.training is not None else None
     if method != "full" or ds is False:
         return None
     return str(ds or DEFAULT_DEEPSPEED)
