@@ -107,6 +107,13 @@ class ModelSpec(BaseModel):
         default=False, description="load with the checkpoint's own modelling code (only when its config asks)"
     )
     license: str | None = Field(default=None, description="license id as the model card states it")
+    parameters: int | None = Field(
+        default=None, ge=1,
+        description="parameter count, for the --dry-run memory estimate when config.json is not at hand (offline)",
+    )
+    largest_layer_parameters: int | None = Field(
+        default=None, ge=1, description="parameters of the largest layer (the embedding), for the same estimate"
+    )
     paper_methods: tuple[Method, ...] = Field(
         default=(), description="methods the paper fine-tuned this model with (Table 1); empty: not tuned there"
     )
@@ -149,22 +156,24 @@ def _spec(**kw: Any) -> ModelSpec:
 
 # PAPER.md, base models and fine-tuning. Context lengths are the checkpoints' own
 # (max_position_embeddings / n_positions); the paper trained at 2048. Licenses as each model card
-# states them: LLaMA-1 is research-only ("other"), LLaMA-2 has its own community license.
+# states them: LLaMA-1 is research-only ("other"), LLaMA-2 has its own community license. Parameter
+# counts (for --dry-run offline) follow from each architecture's published shape: exact for
+# LLaMA (vocab 32000), rounded for XGLM-4.5B and ruGPT-3.5 13B; the embedding is the largest layer.
 REGISTRY: dict[str, ModelSpec] = {
     s.name: s
     for s in (
         _spec(name="xglm-4.5b", hf_id="facebook/xglm-4.5B", family="xglm", context_length=2048,
-              license="mit", paper_methods=("full", "lora")),
+              parameters=4_550_000_000, largest_layer_parameters=256_008 * 2048, license="mit", paper_methods=("full", "lora")),
         _spec(name="llama-7b", hf_id="huggyllama/llama-7b", family="llama", context_length=2048,
-              license="other", paper_methods=("lora",)),
+              parameters=6_738_415_616, largest_layer_parameters=32_000 * 4096, license="other", paper_methods=("lora",)),
         _spec(name="llama-13b", hf_id="huggyllama/llama-13b", family="llama", context_length=2048,
-              license="other"),
+              parameters=13_015_864_320, largest_layer_parameters=32_000 * 5120, license="other"),
         _spec(name="llama2-7b", hf_id="meta-llama/Llama-2-7b-hf", family="llama", context_length=4096,
-              license="llama2", paper_methods=("lora",)),
+              parameters=6_738_415_616, largest_layer_parameters=32_000 * 4096, license="llama2", paper_methods=("lora",)),
         _spec(name="llama2-13b", hf_id="meta-llama/Llama-2-13b-hf", family="llama", context_length=4096,
-              license="llama2", paper_methods=("lora",)),
+              parameters=13_015_864_320, largest_layer_parameters=32_000 * 5120, license="llama2", paper_methods=("lora",)),
         _spec(name="rugpt3.5-13b", hf_id="ai-forever/ruGPT-3.5-13B", family="gpt2", context_length=2048,
-              license="mit", paper_methods=("lora",)),
+              parameters=12_850_000_000, largest_layer_parameters=50_272 * 5120, license="mit", paper_methods=("lora",)),
     )
 }
 

@@ -85,12 +85,13 @@ def test_matrix_runs_caches_retrains_and_fails_one_cell_alone(prefect_harness, t
     rows = json.loads(art.data) if isinstance(art.data, str) else art.data
     summary = json.loads((models / "tl-lora-ruinstruct" / "train_summary.json").read_text())
     assert [r["metric"] for r in rows] == ["steps", "final train loss", "final validation loss", "tokens/s",
-                                           f"peak memory (MiB, {summary['peak_memory_kind']})", "wall time (s)",
+                                           "real-token fraction of batches", f"peak memory (MiB, {summary['peak_memory_kind']})", "wall time (s)",
                                            "output"]
     values = {r["metric"]: r["value"] for r in rows}
     assert values["steps"] == summary["steps"] == 2
     assert values["final train loss"] == round(summary["metrics"]["final_train_loss"], 4)
     assert values["final validation loss"] == round(summary["metrics"]["final_eval_loss"], 4)
+    assert values["real-token fraction of batches"] == round(summary["real_token_fraction"], 4)
     assert values["output"] == str(models / "tl-lora-ruinstruct")
     assert artifact("train-bad-lora-ruinstruct") is None
 

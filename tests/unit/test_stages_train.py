@@ -197,7 +197,7 @@ FAKE = textwrap.dedent("""
     if mode == "ok":
         print("step 1/2 loss 2.0000", flush=True)
         print("step 2/2 loss 1.0000", flush=True)
-        summary = {"output": str(out), "steps": 2, "wall_s": 1.5, "tokens_per_s": 123.456, "peak_memory_mb": 512.0,
+        summary = {"output": str(out), "steps": 2, "wall_s": 1.5, "tokens_per_s": 123.456, "peak_memory_mb": 512.0, "real_token_fraction": 0.987654,
                    "peak_memory_kind": "cpu_max_rss", "metrics": {"final_train_loss": 1.0, "final_eval_loss": 1.25}}
         (out / "train_summary.json").write_text(json.dumps(summary))
     elif mode == "usererror":
@@ -238,7 +238,7 @@ def test_run_job_streams_the_log_and_records_a_finished_run(run, fake):
     assert st.summary_rows(summary) == [
         {"metric": "steps", "value": 2}, {"metric": "final train loss", "value": 1.0},
         {"metric": "final validation loss", "value": 1.25}, {"metric": "tokens/s", "value": 123.5},
-        {"metric": "peak memory (MiB, cpu_max_rss)", "value": 512.0}, {"metric": "wall time (s)", "value": 1.5},
+        {"metric": "real-token fraction of batches", "value": 0.9877}, {"metric": "peak memory (MiB, cpu_max_rss)", "value": 512.0}, {"metric": "wall time (s)", "value": 1.5},
         {"metric": "output", "value": str(out)},
     ]
     # planned again: finished, so a cached result may stand; its folder deleted: recomputed

@@ -194,6 +194,39 @@ def test_real_token_fraction(tiny_dir, tmp_path):
     assert real_token_fraction(trainer) == 1.0
 
 
+def test_group_by_length_batches_dialogs_of_similar_length(tiny_dir, tmp_path):
+    """XGLM cannot pack; grouping by length (transformers' LengthGroupedSampler: length-sorted
+    mega-batches of a quarter of the set) puts short dialogs with short ones: at most one batch per
+    mega-batch mixes a short and a long dialog, where random batches mix about half the time."""
+    from ruinstruct.train.sft import real_token_fraction
+
+    spec = resolve_model(str(tiny_dir / "xglm"), "xglm")
+    rows = [_dialog(i, [("Вопрос " + "очень " * (40 if i % 2 else 0) + str(i), "Ответ.")]) for i in range(64)]
+    settings = {"micro_batch_size": 2, "max_steps": 1, "max_length": 512}
+
+    def mixed_batches(trainer):
+        masks = [b["attention_mask"].sum(1).tolist() for b in trainer.get_train_dataloader()]
+        assert len(masks) == 32
+        return sum(1 for m in masks if min(m) < 30 < max(m))
+
+    grouped, _ = build_trainer(spec, {"train": rows}, tmp_path, _overfit("full", group_by_length=True, **settings))
+    plain, _ = build_trainer(spec, {"train": rows}, tmp_path, _overfit("full", **settings))
+    assert mixed_batches(grouped) <= 4 < mixed_batches(plain)
+    assert real_token_fraction(grouped) > real_token_fraction(plain)
+    with pytest.raises(ValidationError, match="group_by_length: applies to unpacked batches"):
+        _overfit("full", group_by_length=True, packing=True)
+
+
+def test_only_the_newest_checkpoints_are_kept(tiny_dir, tmp_path):
+    """save_total_limit (default 2): a run saving every step keeps its last two checkpoints."""
+    from ruinstruct.train.sft import train_model
+
+    spec = resolve_model(str(tiny_dir / "llama"), "llama")
+    train_model(spec, {"train": DIALOGS}, tmp_path, _overfit("full", max_steps=4, save_steps=1))
+    kept = sorted(p.name for p in (tmp_path / "checkpoints").iterdir() if p.name.startswith("checkpoint-"))
+    assert kept == ["checkpoint-3", "checkpoint-4"]
+
+
 def test_packing_is_refused_where_attention_crosses_examples(tiny_dir, tmp_path):
     spec = resolve_model(str(tiny_dir / "xglm"), "xglm")
     with pytest.raises(UserError, match="packing: the xglm family"):
@@ -288,7 +321,7 @@ def test_lora_int8_overfits_saves_and_reloads(llama_for_lora, tmp_path):
     assert [e["step"] for e in log if "loss" in e] == [1, 5, 10, 15, 20, 25, 30, 35, 40]
     assert [e["step"] for e in log if "eval_loss" in e] == [5, 10, 15, 20, 25, 30, 35, 40]
     front = _front_matter((out / "README.md").read_text())
-    assert front["base_model"] == str(llama_for_lora)
+    assert front["base_model"] == llama_for_lora.name  # a local base: its name, not this machine's path
     assert front["datasets"] == ["tinyset"] and front["library_name"] == "peft"
     assert {"lora", "int8"} <= set(front["tags"]) and front["license"] == "other"
     assert "| lora_r | 16 |" in (out / "README.md").read_text()

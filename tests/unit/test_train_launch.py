@@ -187,6 +187,39 @@ def test_memory_estimate_without_a_config_is_one_line():
         "Hugging Face cache (OSError); no estimate without it"]
 
 
+def test_memory_estimate_of_a_registry_model_offline_uses_its_counts():
+    """A registry model whose config.json is not cached (offline) is estimated from the registry's
+    parameter counts, and says so; the MiB line is DeepSpeed's formula on those counts."""
+    from ruinstruct.models import REGISTRY
+    from ruinstruct.train.launch import memory_estimate
+
+    spec = REGISTRY["llama2-7b"]
+    lines = memory_estimate(spec, 8)
+    assert lines[0] == ("llama2-7b (meta-llama/Llama-2-7b-hf): 6,738,415,616 parameters, largest layer "
+                        "131,072,000 (the registry's counts: config.json not at hand); DeepSpeed ZeRO-3 "
+                        "estimate for 8 GPU(s) on one node:")
+    per_gpu = (4 * 131_072_000 + int(18 * 6_738_415_616 / 8)) / 2**20
+    assert lines[-1].startswith(f"configs/deepspeed/zero3.json (no offload, zero_init=1): {per_gpu:,.1f} MiB per GPU")
+
+
+@pytest.mark.parametrize(("name", "shape"), [
+    ("llama-7b", {"hidden_size": 4096, "intermediate_size": 11008, "num_hidden_layers": 32, "num_attention_heads": 32}),
+    ("llama2-13b", {"hidden_size": 5120, "intermediate_size": 13824, "num_hidden_layers": 40, "num_attention_heads": 40}),
+])
+def test_registry_counts_are_the_architectures(name, shape):
+    """The LLaMA registry counts equal the count of the published architecture (built on the meta
+    device: no weights), as count_parameters would take them from its config.json."""
+    import torch
+    from transformers import AutoModelForCausalLM, LlamaConfig
+
+    from ruinstruct.models import REGISTRY
+    from ruinstruct.train.launch import parameter_counts
+
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(LlamaConfig(vocab_size=32000, **shape))
+    assert parameter_counts(model) == (REGISTRY[name].parameters, REGISTRY[name].largest_layer_parameters)
+
+
 @pytest.mark.slow
 def test_zero3_on_one_process_trains_like_the_plain_run(tmp_path, tiny_dir):
     """One process under ZeRO-3 (partitioned over a group of one, the Trainer's torch AdamW) logs the

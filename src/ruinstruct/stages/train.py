@@ -343,6 +343,7 @@ def summary_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
         {"metric": "final train loss", "value": num(m.get("final_train_loss"))},
         {"metric": "final validation loss", "value": num(m.get("final_eval_loss"))},
         {"metric": "tokens/s", "value": num(summary.get("tokens_per_s"), 1)},
+        {"metric": "real-token fraction of batches", "value": num(summary.get("real_token_fraction"))},
         {"metric": f"peak memory (MiB{', ' + kind if kind else ''})", "value": num(summary.get("peak_memory_mb"), 1)},
         {"metric": "wall time (s)", "value": num(summary.get("wall_s"), 1)},
         {"metric": "output", "value": summary.get("output")},

@@ -125,6 +125,12 @@ def count_parameters(spec: ModelSpec) -> tuple[int, int]:
         spec.hf_id, revision=spec.revision, trust_remote_code=spec.trust_remote_code, local_files_only=True)
     with init_empty_weights():
         model = AutoModelForCausalLM.from_config(config, trust_remote_code=spec.trust_remote_code)
+    return parameter_counts(model)
+
+
+def parameter_counts(model: Any) -> tuple[int, int]:
+    """(total parameters, parameters of the largest layer) of an instantiated (or meta) model;
+    tied weights count once."""
     seen: dict[int, int] = {}
     for p in model.parameters():
         seen.setdefault(id(p), p.numel())
@@ -137,11 +143,16 @@ def memory_estimate(spec: ModelSpec, num_processes: int) -> list[str]:
     `num_processes` GPUs of one node (params, gradients, optimizer states; activations come on
     top), as printable lines. A model whose config.json cannot be read offline gets one line
     saying so."""
+    source = ""
     try:
         total, largest = count_parameters(spec)
     except (OSError, ValueError, KeyError) as e:
-        return [f"memory estimate: {spec.hf_id}: its config.json is in no local folder and not in the Hugging "
-                f"Face cache ({type(e).__name__}); no estimate without it"]
+        if not (spec.parameters and spec.largest_layer_parameters):
+            return [f"memory estimate: {spec.hf_id}: its config.json is in no local folder and not in the Hugging "
+                    f"Face cache ({type(e).__name__}); no estimate without it"]
+        # a registry model offline: its recorded counts (the config would give the same shape)
+        total, largest = spec.parameters, spec.largest_layer_parameters
+        source = " (the registry's counts: config.json not at hand)"
     from deepspeed.runtime.zero.stage3 import (
         estimate_zero3_model_states_mem_needs,
         estimate_zero3_model_states_mem_needs_all_cold,
@@ -156,7 +167,7 @@ def memory_estimate(spec: ModelSpec, num_processes: int) -> list[str]:
     cpu, gpu, _ = estimate_zero3_model_states_mem_needs(
         total, largest, num_gpus_per_node=num_processes, num_nodes=1,
         cpu_offload=False, cpu_offload_params=False, zero_init=True)
-    head = (f"{spec.name} ({spec.hf_id}): {total:,} parameters, largest layer {largest:,}; "
+    head = (f"{spec.name} ({spec.hf_id}): {total:,} parameters, largest layer {largest:,}{source}; "
             f"DeepSpeed ZeRO-3 estimate for {num_processes} GPU(s) on one node:")
     ours = (f"configs/deepspeed/zero3.json (no offload, zero_init=1): {gpu / 2**20:,.1f} MiB per GPU, "
             f"{cpu / 2**20:,.1f} MiB CPU, for params, gradients and optimizer states (activations come on top)")

@@ -89,7 +89,16 @@ class TrainSettings(BaseModel):
         default="drop", description="a dialog longer than max_length: drop it, or truncate at a turn boundary"
     )
     packing: bool = Field(default=False, description="pack several dialogs into one sequence (TRL packing)")
+    group_by_length: bool = Field(
+        default=False,
+        description="unpacked runs: batch dialogs of similar length, so little of a batch is padding "
+        "(for families that cannot pack, XGLM)",
+    )
     save_steps: int = Field(default=500, ge=1, description="save a checkpoint every N optimizer steps")
+    save_total_limit: int | None = Field(
+        default=2, ge=1,
+        description="keep only the newest N checkpoints (a ZeRO-3 checkpoint holds the optimizer states); null: all",
+    )
     logging_steps: int = Field(default=10, ge=1, description="log the training loss every N optimizer steps")
     eval_steps: int | None = Field(
         default=None, ge=1, description="validation loss every N steps; default: logging_steps"
@@ -112,6 +121,12 @@ class TrainSettings(BaseModel):
                 f"deepspeed: DeepSpeed ZeRO-3 is for method full; method {self.method} trains its "
                 "adapter without it (remove `deepspeed`)"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _group_by_length_is_for_unpacked(self) -> TrainSettings:
+        if self.group_by_length and self.packing:
+            raise ValueError("group_by_length: applies to unpacked batches, and packing is on (set one of them false)")
         return self
 
     def lr(self) -> float:
@@ -263,12 +278,15 @@ def sft_config(settings: TrainSettings, out_dir: Path, max_length: int, has_eval
         warmup_steps=settings.warmup_steps,
         bf16=bf16,
         use_cpu=not _cuda(),
-        gradient_checkpointing=settings.gradient_checkpointing,
+        # the new name: TRL's default for the deprecated `gradient_checkpointing` warned on every run
+        activation_checkpointing=settings.gradient_checkpointing,
         max_length=max_length,
         packing=settings.packing,
+        train_sampling_strategy="group_by_length" if settings.group_by_length else "random",
         assistant_only_loss=settings.method == "lora",
         save_strategy="steps",
         save_steps=settings.save_steps,
+        save_total_limit=settings.save_total_limit,
         logging_strategy="steps",
         logging_steps=settings.logging_steps,
         logging_first_step=True,
@@ -367,7 +385,8 @@ def model_card(spec: ModelSpec, settings: TrainSettings, summary: dict[str, Any]
 
     lora = settings.method == "lora"
     front = {
-        "base_model": spec.hf_id,
+        # the hub's field names a hub model: a local folder by its name, not this machine's path
+        "base_model": Path(spec.hf_id).name if Path(spec.hf_id).is_dir() else spec.hf_id,
         "datasets": [summary["dataset"]],
         "license": spec.license or "other",
         "library_name": "peft" if lora else "transformers",
@@ -382,7 +401,8 @@ def model_card(spec: ModelSpec, settings: TrainSettings, summary: dict[str, Any]
         "lr_scheduler": settings.lr_scheduler, "warmup_steps": settings.warmup_steps,
         "micro_batch_size": settings.micro_batch_size, "gradient_accumulation": settings.grad_accum,
         "epochs": settings.epochs, "max_steps": settings.max_steps, "max_length": summary["max_length"],
-        "context_policy": settings.context_policy, "packing": settings.packing, "bf16": summary["bf16"],
+        "context_policy": settings.context_policy, "packing": settings.packing,
+        "group_by_length": settings.group_by_length, "bf16": summary["bf16"],
         "gradient_checkpointing": settings.gradient_checkpointing, "seed": settings.seed,
     }
     if lora:
