@@ -256,7 +256,11 @@ def _train_request(config: Path | None, model: str, method: str, data: Path, out
         raise UserError(f"--data {data}: {what} (train/validation splits, e.g. a run's data/final)")
     entries = {e.name: (i, e) for i, e in enumerate(training.models)} if training else {}
     if model in entries:
-        spec = resolve_entry(entries[model][1], entries[model][0])
+        index, entry = entries[model]
+        if family is not None and family != entry.family:
+            raise UserError(f"--family {family}: the config's training.models[{index}] ({model}) says family "
+                            f"{entry.family}")
+        spec = resolve_entry(entry, index)
     elif model in REGISTRY:
         spec = resolve_model(model, family)
     elif family is None:

@@ -511,12 +511,13 @@ class ConfigError(ValueError):
 def _config_error(where: str, e: ValidationError) -> ConfigError:
     lines = [f"{where}: invalid config"]
     for err in e.errors():
-        loc = ".".join(str(p) for p in err["loc"])
+        # list positions as the YAML reader sees them: training.runs[1].model, not runs.1.model
+        loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"]).lstrip(".")
         cause = (err.get("ctx") or {}).get("error")
         if isinstance(cause, FieldError):  # a section's check that names one of its fields
             lines.append(f"  {loc}.{cause.field}: {cause.message}")
         else:
-            lines.append(f"  {loc}: {err['msg']}")
+            lines.append(f"  {loc}: {err['msg'].removeprefix('Value error, ')}")
     return ConfigError("\n".join(lines))
 
 

@@ -87,6 +87,8 @@ ERRORS = {
                               "run/data/final"], "--model ./no-model: not a model folder (no such folder)"),
     "bad family": (["--model", "./m", "--family", "bert", "--method", "lora", "--data", "run/data/final"],
                    "--family bert: unknown family 'bert'"),
+    "family against the config": (["--model", "tl", "--family", "gpt2", "--method", "lora", "--data", "run/data/final"],
+                                  "--family gpt2: the config's training.models[0] (tl) says family llama"),
 }
 
 

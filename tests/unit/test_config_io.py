@@ -34,7 +34,7 @@ def test_bad_config_names_the_field(tmp_path):
     with pytest.raises(ConfigError) as e:
         load_config(p)
     msg = str(e.value)
-    assert "data.sources.0.limt" in msg
+    assert "data.sources[0].limt" in msg
     assert "translation.num_beams" in msg
 
 
