@@ -766,12 +766,12 @@ def test_kind_options_for_the_wrong_kind_are_errors(tmp_path):
 
     p = tmp_path / "c.yaml"
     p.write_text("name: x\ndata:\n  sources:\n    - {name: d, kind: dolly, path: a.jsonl, oasst1: {policy: all}}\n")
-    with pytest.raises(ConfigError, match=r"data\.sources\.0.*`oasst1` options apply to kind oasst1 only, and this "
+    with pytest.raises(ConfigError, match=r"data\.sources\[0\].*`oasst1` options apply to kind oasst1 only, and this "
                                           r"source is kind dolly"):
         load_config(p)
     p.write_text("name: x\ndata:\n  sources:\n    - {name: o, kind: oasst1, path: a.jsonl, oasst_policy: all}\n")
     with pytest.raises(ConfigError, match="`oasst_policy` is now `oasst1.policy`"):
         load_config(p)
     p.write_text("name: x\ndata:\n  sources:\n    - {name: o, kind: oasst1, path: a.jsonl, oasst1: {polcy: all}}\n")
-    with pytest.raises(ConfigError, match=r"data\.sources\.0\.oasst1\.polcy"):
+    with pytest.raises(ConfigError, match=r"data\.sources\[0\]\.oasst1\.polcy"):
         load_config(p)
