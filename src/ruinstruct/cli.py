@@ -332,6 +332,10 @@ chat_app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_m
                        help="The paper's prompt templates (full: Human/Assistant, lora: system/user/bot).")
 app.add_typer(chat_app, name="chat")
 
+from .evaluate.cli import eval_app  # noqa: E402  (typer only; the benchmarks import lazily)
+
+app.add_typer(eval_app, name="eval", help="Evaluate a model folder: MMLU / MMLU RU, MT-Bench RU.")
+
 
 @chat_app.command("render")
 def chat_render(

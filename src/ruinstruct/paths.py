@@ -39,6 +39,8 @@ DATASET_STATS = "stats.json"
 TRAIN_SUMMARY = "train_summary.json"
 #: the cache key of the run in a model folder, and whether it finished (stages/train.py)
 TRAIN_KEY = "train_key.json"
+#: beside an output that is built piece by piece (MMLU, one subject at a time): the pieces done so far
+PROGRESS_SUFFIX = ".progress.jsonl"
 
 
 def model_folder(model: str, method: str, data: str) -> str:

@@ -1,0 +1,674 @@
+"""MMLU and MMLU RU, k-shot, scored by the probability of the answer letter.
+
+Data
+- English: the hub's ``cais/mmlu`` (one config per subject; dev and test splits), or a local folder
+  in the original layout of hendrycks/test: ``dev/<subject>_dev.csv`` and ``test/<subject>_test.csv``,
+  no header, columns question, A, B, C, D, answer letter.
+- Russian: ``NLPCoreTeam/mmlu_ru`` through the hub's parquet export (its loading script no longer
+  runs with datasets >= 4), or a local folder with ``<subject>_dev.jsonl`` / ``<subject>_test.jsonl``
+  rows holding question_ru, choices_ru and answer (0-3), or a downloaded copy of the parquet export
+  (``<subject>/mmlu_ru-<split>.parquet``).
+- A bad row (an answer that is no letter A-D / index 0-3, fewer or more than four choices, no
+  question) goes to ``<output stem>.rejects.jsonl`` with its reasons and is counted.
+
+Prompt (the original MMLU code's format, which lm-evaluation-harness and the MMLU RU authors keep)::
+
+    The following are multiple choice questions (with answers) about abstract algebra.
+
+    <dev question 1>
+    A. <choice>
+    B. <choice>
+    C. <choice>
+    D. <choice>
+    Answer: B
+
+    ... (k dev questions) ...
+    <test question>
+    A. ...
+    D. <choice>
+    Answer:
+
+MMLU RU uses ``Ниже приведены вопросы с множественным выбором (с ответами) по <subject_ru>.`` and
+``Ответ:``, the letters stay Latin, and subject_ru is the MMLU RU authors' own name for the subject
+(NLP-Core-Team/mmlu_ru, categories.py). The subject in the English header is the subject id with
+spaces (hendrycks' format_subject put a second space after "about"; lm-evaluation-harness and the
+MMLU RU code do not, nor do we). When a prompt does not fit the model's context, shots are dropped
+from the end until it does; how many questions lost shots is counted. A question that does not fit
+even with no shot is not scored: it goes to the rejects file and is counted as too_long.
+
+Prediction: one forward pass per question, batched with right padding; the logits are read at each
+row's last real token (positions then need no correction for padding, whatever the architecture).
+The letter tokens are the ones the model would produce after ``Answer:`` in this format (" A" for
+most tokenizers); when " A" is two tokens (a bare space, then the letter) the shared space is part
+of the input and the letter is read after it. probs = softmax over the four letter logits (A-D), the
+prediction their argmax. This equals normalising the four continuations' full-sequence likelihoods
+(`score_continuations`, four forwards per question), which the tests check.
+
+Scores (percent): micro (correct / scored), by subject, by category (the MMLU authors' four
+categories), category_mean (the mean of the category scores: MMLU RU's total as its authors define
+it). For English a category's score is the accuracy over its questions (hendrycks' evaluate.py); for
+Russian it is the mean of its subjects' accuracies (the MMLU RU authors' stats.py). `headline` is the
+figure Table 1 reports: micro for English, category_mean for Russian.
+
+Resume: after each subject its predictions are written to ``<output stem>.progress.jsonl`` beside the
+output (atomically); a rerun with the same settings and model files scores only the missing subjects.
+
+Heavy imports (torch, transformers, datasets) happen inside the functions.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from ..errors import UserError
+from ..io import iter_jsonl_lines, reject_row, rejects_path, write_json, write_jsonl
+from ..paths import PROGRESS_SUFFIX
+
+LETTERS = ("A", "B", "C", "D")
+LANGS = ("en", "ru")
+HUB_EN = "cais/mmlu"
+HUB_RU = "NLPCoreTeam/mmlu_ru"
+# the parquet export of the RU dataset: <subject>/mmlu_ru-<split>.parquet on refs/convert/parquet
+HUB_RU_PARQUET = "hf://datasets/NLPCoreTeam/mmlu_ru@refs%2Fconvert%2Fparquet/{subject}/mmlu_ru-{split}.parquet"
+
+HEADER = {
+    "en": "The following are multiple choice questions (with answers) about {subject}.",
+    "ru": "Ниже приведены вопросы с множественным выбором (с ответами) по {subject}.",
+}
+ANSWER_PREFIX = {"en": "Answer:", "ru": "Ответ:"}
+
+CATEGORIES = ("STEM", "humanities", "social sciences", "other")
+
+# The MMLU authors' grouping (hendrycks/test categories.py; NLP-Core-Team/mmlu_ru keeps it, so the
+# MMLU RU total uses it too). lm-evaluation-harness differs in one subject: it puts anatomy in STEM.
+_BY_CATEGORY = {
+    "STEM": (
+        "abstract_algebra astronomy college_biology college_chemistry college_computer_science "
+        "college_mathematics college_physics computer_security conceptual_physics electrical_engineering "
+        "elementary_mathematics high_school_biology high_school_chemistry high_school_computer_science "
+        "high_school_mathematics high_school_physics high_school_statistics machine_learning"
+    ),
+    "humanities": (
+        "formal_logic high_school_european_history high_school_us_history high_school_world_history "
+        "international_law jurisprudence logical_fallacies moral_disputes moral_scenarios philosophy "
+        "prehistory professional_law world_religions"
+    ),
+    "social sciences": (
+        "econometrics high_school_geography high_school_government_and_politics high_school_macroeconomics "
+        "high_school_microeconomics high_school_psychology human_sexuality professional_psychology "
+        "public_relations security_studies sociology us_foreign_policy"
+    ),
+    "other": (
+        "anatomy business_ethics clinical_knowledge college_medicine global_facts human_aging management "
+        "marketing medical_genetics miscellaneous nutrition professional_accounting professional_medicine "
+        "virology"
+    ),
+}
+SUBJECT_CATEGORY: dict[str, str] = {s: c for c, names in _BY_CATEGORY.items() for s in names.split()}
+SUBJECTS: tuple[str, ...] = tuple(sorted(SUBJECT_CATEGORY))
+
+# The MMLU RU authors' subject names, in the case the header needs (NLP-Core-Team/mmlu_ru,
+# categories.py subcategories_en2ru, underscores shown as spaces as their prompt does).
+SUBJECT_RU = {
+    "abstract_algebra": "абстрактной алгебре",
+    "anatomy": "анатомии",
+    "astronomy": "астрономии",
+    "business_ethics": "деловой этике",
+    "clinical_knowledge": "медицинским знаниям",
+    "college_biology": "биологии в вузе",
+    "college_chemistry": "химии в вузе",
+    "college_computer_science": "компьютерным наукам в вузе",
+    "college_mathematics": "математике в вузе",
+    "college_medicine": "медицине в вузе",
+    "college_physics": "физике в вузе",
+    "computer_security": "компьютерной безопасности",
+    "conceptual_physics": "теоретической физике",
+    "econometrics": "эконометрике",
+    "electrical_engineering": "электротехнике",
+    "elementary_mathematics": "элементарной математике",
+    "formal_logic": "формальной логике",
+    "global_facts": "фактам о мире",
+    "high_school_biology": "биологии в старшей школе",
+    "high_school_chemistry": "химии в старшей школе",
+    "high_school_computer_science": "информатике в старшей школе",
+    "high_school_european_history": "истории Европы в старшей школе",
+    "high_school_geography": "географии в старшей школе",
+    "high_school_government_and_politics": "государству и политике в старшей школе",
+    "high_school_macroeconomics": "макроэкономике в старшей школе",
+    "high_school_mathematics": "математике в старшей школе",
+    "high_school_microeconomics": "микроэкономике в старшей школе",
+    "high_school_physics": "физике в старшей школе",
+    "high_school_psychology": "психологии в старшей школе",
+    "high_school_statistics": "статистике в старшей школе",
+    "high_school_us_history": "истории США в старшей школе",
+    "high_school_world_history": "всемирной истории в старшей школе",
+    "human_aging": "старению человека",
+    "human_sexuality": "человеческой сексуальности",
+    "international_law": "международному праву",
+    "jurisprudence": "юриспруденции",
+    "logical_fallacies": "логическим ошибкам",
+    "machine_learning": "машинному обучению",
+    "management": "менеджменту",
+    "marketing": "маркетингу",
+    "medical_genetics": "медицинской генетике",
+    "miscellaneous": "разным темам",
+    "moral_disputes": "нравственным спорам",
+    "moral_scenarios": "нравственным сценариям",
+    "nutrition": "правильному питанию",
+    "philosophy": "философии",
+    "prehistory": "доисторической эпохе",
+    "professional_accounting": "профессиональному бухгалтерскому учету",
+    "professional_law": "профессиональному праву",
+    "professional_medicine": "профессиональной медицине",
+    "professional_psychology": "профессиональной психологии",
+    "public_relations": "связям с общественностью",
+    "security_studies": "исследованиям в области безопасности",
+    "sociology": "социологии",
+    "us_foreign_policy": "внешней политике США",
+    "virology": "вирусологии",
+    "world_religions": "мировым религиям",
+}
+
+
+@dataclass(frozen=True)
+class Question:
+    subject: str
+    index: int  # row in its split, counting rejected rows too, so it points into the original file
+    question: str
+    choices: tuple[str, str, str, str]
+    gold: str  # "A".."D"
+
+
+@dataclass
+class SubjectData:
+    subject: str
+    dev: list[Question] = field(default_factory=list)
+    test: list[Question] = field(default_factory=list)
+    rejects: list[dict[str, Any]] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------------------------
+# prompts
+
+def subject_title(subject: str, lang: str) -> str:
+    return SUBJECT_RU[subject] if lang == "ru" else subject.replace("_", " ")
+
+
+def format_question(q: Question, lang: str, *, with_answer: bool) -> str:
+    text = q.question + "".join(f"\n{letter}. {choice}" for letter, choice in zip(LETTERS, q.choices, strict=True))
+    text += f"\n{ANSWER_PREFIX[lang]}"
+    return text + (f" {q.gold}\n\n" if with_answer else "")
+
+
+def build_prompt(subject: str, shots: Sequence[Question], question: Question, lang: str) -> str:
+    """The k-shot prompt for `question`, ending with "Answer:" ("Ответ:")."""
+    header = HEADER[lang].format(subject=subject_title(subject, lang)) + "\n\n"
+    return header + "".join(format_question(s, lang, with_answer=True) for s in shots) + \
+        format_question(question, lang, with_answer=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# data
+
+def _check_row(question: Any, choices: Any, gold: Any) -> list[str]:
+    reasons = []
+    if not isinstance(question, str) or not question.strip():
+        reasons.append("no question text")
+    if not isinstance(choices, list | tuple) or len(choices) != 4:
+        n = len(choices) if isinstance(choices, list | tuple) else 0
+        reasons.append(f"expected 4 choices, got {n}")
+    elif any(not isinstance(c, str) for c in choices):
+        reasons.append("a choice is missing (not text)")
+    if gold not in LETTERS:
+        reasons.append(f"answer {gold!r} is not one of A, B, C, D")
+    return reasons
+
+
+def _gold_letter(answer: Any) -> Any:
+    """An answer index 0-3 as its letter; anything else as it is (then rejected by _check_row)."""
+    if isinstance(answer, int) and not isinstance(answer, bool) and 0 <= answer < 4:
+        return LETTERS[answer]
+    return answer
+
+
+def _rows_to_questions(subject: str, split: str, rows: Iterable[tuple[int, Any, Any, Any, dict, str]],
+                       data: SubjectData) -> list[Question]:
+    out = []
+    for index, question, choices, gold, record, where in rows:
+        reasons = _check_row(question, choices, gold)
+        if reasons:
+            data.rejects.append(reject_row(reasons, record=record, where=where, subject=subject, split=split,
+                                           index=index))
+        else:
+            out.append(Question(subject, index, question, tuple(choices), gold))
+    return out
+
+
+def _read_csv_rows(path: Path) -> Iterable[tuple[int, Any, Any, Any, dict, str]]:
+    with open(path, newline="", encoding="utf-8") as f:
+        for index, row in enumerate(csv.reader(f)):
+            record = {"row": row}
+            where = f"{path}:{index + 1}"
+            if len(row) < 6:
+                yield index, row[0] if row else None, row[1:5] if len(row) > 1 else None, \
+                    (row[5].strip() if len(row) > 5 else None), record, where
+            else:
+                # more than 6 columns: the extra ones are what the answer column should have been
+                choices = row[1:5] if len(row) == 6 else row[1:-1]
+                yield index, row[0], choices, row[-1].strip(), record, where
+
+
+def _read_ru_rows(path: Path) -> Iterable[tuple[int, Any, Any, Any, dict, str]]:
+    for index, line in enumerate(iter_jsonl_lines(path)):
+        where = f"{path}:{line.lineno}"
+        obj = line.obj
+        if not isinstance(obj, dict):
+            yield index, None, None, None, {"raw": line.raw}, where
+            continue
+        yield index, obj.get("question_ru"), obj.get("choices_ru"), _gold_letter(obj.get("answer")), obj, where
+
+
+def _records_to_rows(records: Iterable[dict], lang: str, where: str) -> Iterable[tuple[int, Any, Any, Any, dict, str]]:
+    qkey, ckey = ("question", "choices") if lang == "en" else ("question_ru", "choices_ru")
+    for index, rec in enumerate(records):
+        choices = rec.get(ckey)
+        choices = list(choices) if choices is not None and not isinstance(choices, str) else choices
+        yield index, rec.get(qkey), choices, _gold_letter(rec.get("answer")), dict(rec), f"{where}[{index}]"
+
+
+def _local_files(data: Path, lang: str, subject: str) -> dict[str, Path]:
+    if lang == "en":
+        return {split: data / split / f"{subject}_{split}.csv" for split in ("dev", "test")}
+    jsonl = {split: data / f"{subject}_{split}.jsonl" for split in ("dev", "test")}
+    parquet = {split: data / subject / f"mmlu_ru-{split}.parquet" for split in ("dev", "test")}
+    return parquet if parquet["test"].is_file() and not jsonl["test"].is_file() else jsonl
+
+
+def local_subjects(data: Path, lang: str) -> list[str]:
+    """The subjects of a local folder (those with a test file), in name order."""
+    if lang == "en":
+        found = [p.name.removesuffix("_test.csv") for p in (data / "test").glob("*_test.csv")]
+    else:
+        found = [p.name.removesuffix("_test.jsonl") for p in data.glob("*_test.jsonl")]
+        found += [p.parent.name for p in data.glob("*/mmlu_ru-test.parquet")]
+    return sorted(set(found))
+
+
+def load_subject(data: str | Path | None, lang: str, subject: str, *, need_dev: bool = True) -> SubjectData:
+    """Dev and test questions of one subject (bad rows in `rejects`), from the hub or a local folder."""
+    out = SubjectData(subject)
+    for split in ("dev", "test"):
+        if split == "dev" and not need_dev:
+            continue
+        if data is None:
+            rows = _records_to_rows(_hub_records(lang, subject, split), lang,
+                                    f"{HUB_EN if lang == 'en' else HUB_RU}/{subject}/{split}")
+        else:
+            path = _local_files(Path(data), lang, subject)[split]
+            if not path.is_file():
+                raise UserError(f"{path}: no such file (the {split} split of {subject})")
+            if path.suffix == ".csv":
+                rows = _read_csv_rows(path)
+            elif path.suffix == ".parquet":
+                import pyarrow.parquet as pq
+
+                rows = _records_to_rows(pq.read_table(path).to_pylist(), lang, str(path))
+            else:
+                rows = _read_ru_rows(path)
+        questions = _rows_to_questions(subject, split, rows, out)
+        setattr(out, split, questions)
+    return out
+
+
+def _hub_records(lang: str, subject: str, split: str) -> list[dict]:
+    from datasets import load_dataset
+
+    if lang == "en":
+        ds = load_dataset(HUB_EN, subject, split=split)
+    else:
+        url = HUB_RU_PARQUET.format(subject=subject, split=split)
+        ds = load_dataset("parquet", data_files={split: url}, split=split)
+    return list(ds)
+
+
+# ---------------------------------------------------------------------------------------------
+# tokens
+
+@dataclass(frozen=True)
+class LetterTokens:
+    """What follows "Answer:" for each letter: `shared` tokens common to all four (a bare space
+    for tokenizers where " A" is two tokens; usually empty), then one distinct token per letter."""
+
+    shared: tuple[int, ...]
+    ids: tuple[int, int, int, int]
+
+
+def letter_tokens(tokenizer: Any, lang: str) -> LetterTokens:
+    """Resolve the letter token ids the model would produce after the answer prefix, by tokenizing
+    a prompt tail with and without " A".. " D" and taking the tokens added."""
+    tail = f"Question?\nA. one\nB. two\nC. three\nD. four\n{ANSWER_PREFIX[lang]}"
+    base = tokenizer(tail, add_special_tokens=False)["input_ids"]
+    conts = []
+    for letter in LETTERS:
+        full = tokenizer(f"{tail} {letter}", add_special_tokens=False)["input_ids"]
+        if full[: len(base)] != base:
+            raise UserError(f"tokenizer {getattr(tokenizer, 'name_or_path', '')}: \"{ANSWER_PREFIX[lang]} {letter}\" "
+                            f"merges the answer prefix with the letter; one-pass letter scoring needs them apart")
+        conts.append(full[len(base):])
+    shared: list[int] = []
+    for column in zip(*conts, strict=False):  # up to the shortest
+        if len(set(column)) != 1:
+            break
+        shared.append(column[0])
+    if any(len(c) <= len(shared) for c in conts):
+        raise UserError(f"tokenizer {getattr(tokenizer, 'name_or_path', '')}: cannot tell the letters A-D apart")
+    ids = tuple(c[len(shared)] for c in conts)
+    return LetterTokens(tuple(shared), ids)  # type: ignore[arg-type]
+
+
+def context_length(model: Any, tokenizer: Any = None) -> int | None:
+    """The longest input the model takes: its position table (max_position_embeddings, n_positions,
+    ...), or the tokenizer's model_max_length when that is a real limit."""
+    cfg = model.config
+    limits = [getattr(cfg, k) for k in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length")
+              if isinstance(getattr(cfg, k, None), int) and getattr(cfg, k) > 0]
+    tmax = getattr(tokenizer, "model_max_length", None)
+    if isinstance(tmax, int) and 0 < tmax < 1_000_000:
+        limits.append(tmax)
+    return min(limits) if limits else None
+
+
+def encode_prompt(tokenizer: Any, prompt: str, letters: LetterTokens) -> list[int]:
+    """The input ids of one question: the prompt (with the tokenizer's special tokens) and the shared
+    tokens before the letter."""
+    return list(tokenizer(prompt)["input_ids"]) + list(letters.shared)
+
+
+def fit_prompt(tokenizer: Any, subject: str, dev: Sequence[Question], question: Question, lang: str, shots: int,
+               letters: LetterTokens, max_length: int | None) -> tuple[str, list[int], int] | None:
+    """(prompt, input ids, shots used) with as many of the first `shots` dev questions as fit in
+    `max_length` tokens (dropped from the end); None when not even the bare question fits."""
+    k = min(shots, len(dev))
+    while k >= 0:
+        prompt = build_prompt(subject, dev[:k], question, lang)
+        ids = encode_prompt(tokenizer, prompt, letters)
+        if max_length is None or len(ids) <= max_length:
+            return prompt, ids, k
+        k -= 1
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# scoring
+
+def _batches(order: list[int], size: int) -> Iterable[list[int]]:
+    for i in range(0, len(order), size):
+        yield order[i: i + size]
+
+
+def _pad_right(seqs: Sequence[Sequence[int]], pad_id: int, device: Any) -> tuple[Any, Any, Any]:
+    import torch
+
+    lengths = torch.tensor([len(s) for s in seqs])
+    width = int(lengths.max())
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for row, s in enumerate(seqs):
+        ids[row, : len(s)] = torch.tensor(s, dtype=torch.long)
+        mask[row, : len(s)] = 1
+    return ids.to(device), mask.to(device), lengths
+
+
+def _last_logits(model: Any, ids: Any, mask: Any, lengths: Any) -> Any:
+    """Logits at each row's last real token, [rows, vocab]; the head runs only at those positions."""
+    import torch
+
+    last = (lengths - 1).to(ids.device)
+    keep, where = torch.unique(last, return_inverse=True)  # sorted distinct positions
+    try:
+        logits = model(input_ids=ids, attention_mask=mask, logits_to_keep=keep).logits  # [B, len(keep), V]
+    except TypeError:  # a model class without logits_to_keep: full logits, then pick
+        logits = model(input_ids=ids, attention_mask=mask).logits
+        where = last
+    return logits[torch.arange(ids.shape[0], device=ids.device), where]
+
+
+def score_letters(model: Any, tokenizer: Any, inputs: Sequence[Sequence[int]], letters: LetterTokens, *,
+                  batch_size: int = 8, progress: Callable[[int], None] | None = None) -> list[list[float]]:
+    """probs[A-D] for each question's input ids: softmax over the four letter logits at its last
+    token. One forward per question, `batch_size` questions a pass (longest first, so the batches
+    are nearly padding-free and the largest one fails first if memory is short)."""
+    import torch
+
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    device = next(model.parameters()).device
+    letter_ids = torch.tensor(letters.ids, device=device)
+    out: list[list[float]] = [[] for _ in inputs]
+    order = sorted(range(len(inputs)), key=lambda i: -len(inputs[i]))
+    with torch.inference_mode():
+        for batch in _batches(order, max(1, batch_size)):
+            ids, mask, lengths = _pad_right([inputs[i] for i in batch], pad, device)
+            logits = _last_logits(model, ids, mask, lengths)[:, letter_ids].float()
+            probs = torch.softmax(logits, dim=-1).cpu().tolist()
+            for i, p in zip(batch, probs, strict=True):
+                out[i] = p
+            if progress:
+                progress(len(batch))
+    return out
+
+
+def score_continuations(model: Any, tokenizer: Any, prompts: Sequence[str], *, batch_size: int = 8) -> list[list[float]]:
+    """The baseline one-pass scoring replaces: the log-likelihood of each of " A".." D" as a
+    continuation of the prompt, the full sequence tokenized and run once per option (four
+    forwards per question, `batch_size` sequences a pass, right-padded). Returns [n][4] sums of
+    the continuation tokens' log-probabilities."""
+    import torch
+
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    device = next(model.parameters()).device
+    seqs, starts = [], []
+    for prompt in prompts:
+        ctx = tokenizer(prompt)["input_ids"]
+        for letter in LETTERS:
+            full = tokenizer(f"{prompt} {letter}")["input_ids"]
+            seqs.append(full)
+            starts.append(len(ctx))
+    scores = [0.0] * len(seqs)
+    order = sorted(range(len(seqs)), key=lambda i: -len(seqs[i]))
+    with torch.inference_mode():
+        for batch in _batches(order, max(1, batch_size)):
+            ids, mask, _ = _pad_right([seqs[i] for i in batch], pad, device)
+            logp = torch.log_softmax(model(input_ids=ids, attention_mask=mask).logits.float(), dim=-1)
+            for row, i in enumerate(batch):
+                s = seqs[i]
+                pos = torch.arange(starts[i], len(s), device=device)
+                tok = torch.tensor(s[starts[i]:], device=device)
+                scores[i] = float(logp[row, pos - 1, tok].sum())
+    return [scores[i: i + 4] for i in range(0, len(scores), 4)]
+
+
+# ---------------------------------------------------------------------------------------------
+# scores
+
+def _pct(correct: int, total: int) -> float:
+    return round(100.0 * correct / total, 4) if total else 0.0
+
+
+def compute_scores(records: Sequence[dict], lang: str, *, shots_dropped: int = 0, too_long: int = 0,
+                   rejected: int = 0) -> dict[str, Any]:
+    """The scores dict of OUT.json from per-question records ({subject, predicted, gold, ...})."""
+    per_subject: dict[str, list[int]] = {}
+    for r in records:
+        per_subject.setdefault(r["subject"], []).append(int(r["predicted"] == r["gold"]))
+    by_subject = {s: _pct(sum(v), len(v)) for s, v in sorted(per_subject.items())}
+    by_category: dict[str, float] = {}
+    for cat in CATEGORIES:
+        subs = [s for s in per_subject if SUBJECT_CATEGORY.get(s) == cat]
+        if not subs:
+            continue
+        if lang == "ru":  # mean of the subject accuracies (the MMLU RU authors' stats.py)
+            by_category[cat] = round(sum(100.0 * sum(per_subject[s]) / len(per_subject[s]) for s in subs) / len(subs), 4)
+        else:  # accuracy over the category's questions (hendrycks' evaluate.py)
+            by_category[cat] = _pct(sum(sum(per_subject[s]) for s in subs), sum(len(per_subject[s]) for s in subs))
+    category_mean = round(sum(by_category.values()) / len(by_category), 4) if by_category else 0.0
+    correct = sum(sum(v) for v in per_subject.values())
+    total = sum(len(v) for v in per_subject.values())
+    micro = _pct(correct, total)
+    return {"micro": micro, "by_subject": by_subject, "by_category": by_category, "category_mean": category_mean,
+            "headline": category_mean if lang == "ru" else micro, "questions": total, "correct": correct,
+            "shots_dropped": shots_dropped, "too_long": too_long, "rejected": rejected}
+
+
+# ---------------------------------------------------------------------------------------------
+# the run
+
+def progress_path(output: str | os.PathLike[str]) -> Path:
+    output = Path(output)
+    return output.parent / f"{output.stem}{PROGRESS_SUFFIX}"
+
+
+def _model_fingerprint(model: str | Path) -> str:
+    """Changes when the model's files do (a retrained folder must not reuse old predictions)."""
+    path = Path(model)
+    if not path.is_dir():
+        return str(model)
+    parts = [f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in sorted(path.iterdir())
+             if p.is_file() and p.suffix in (".safetensors", ".bin", ".json", ".model")]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
+def _read_progress(path: Path, settings: dict) -> dict[str, dict]:
+    """Finished subjects from an earlier run with the same settings ({} for none or other settings)."""
+    if not path.is_file():
+        return {}
+    lines = [ln.obj for ln in iter_jsonl_lines(path) if ln.error is None and isinstance(ln.obj, dict)]
+    if not lines or lines[0].get("settings") != settings:
+        print(f"{path}: from other settings or another model; scoring every subject again", file=sys.stderr)
+        return {}
+    return {d["subject"]: d for d in lines[1:] if "subject" in d}
+
+
+def _resolve_subjects(data: str | Path | None, lang: str, subjects: list[str] | None) -> list[str]:
+    available = SUBJECTS if data is None else local_subjects(Path(data), lang)
+    if data is not None and not available:
+        layout = "test/<subject>_test.csv" if lang == "en" else "<subject>_test.jsonl"
+        raise UserError(f"{data}: no MMLU {'RU ' if lang == 'ru' else ''}test files ({layout})")
+    unknown = [s for s in available if s not in SUBJECT_CATEGORY]
+    if unknown:
+        raise UserError(f"{data}: unknown MMLU subject(s) {', '.join(unknown)}")
+    if not subjects:
+        return list(available)
+    missing = [s for s in subjects if s not in available]
+    if missing:
+        raise UserError(f"subjects {', '.join(missing)}: not in {data or 'MMLU'} (known: {', '.join(available)})")
+    return list(dict.fromkeys(subjects))
+
+
+def evaluate_mmlu(model: str | Path, data: str | Path | None, lang: Literal["en", "ru"], shots: int,
+                  output: str | Path, *, batch_size: int = 8, subjects: list[str] | None = None,
+                  limit: int | None = None, progress: Callable[[int, int], None] | None = None,
+                  max_length: int | None = None) -> dict:
+    """Score `model` on MMLU (lang "en") or MMLU RU ("ru") with `shots` dev questions per prompt and
+    write `output` (OUT.json: settings, scores, and per question subject, index, predicted, gold,
+    probs, shots). `data` None reads the hub. `max_length` caps the prompt length (default: the
+    model's context). Resumable per subject. Returns the scores dict."""
+    if lang not in LANGS:
+        raise UserError(f"lang {lang!r}: expected en or ru")
+    if shots < 0:
+        raise UserError(f"shots {shots}: must be 0 or more")
+    if data is not None and not Path(data).is_dir():
+        raise UserError(f"{data}: {'a file, not a folder' if Path(data).exists() else 'no such folder'}")
+    names = _resolve_subjects(data, lang, subjects)
+    output = Path(output)
+    settings = {"model": str(model), "model_files": _model_fingerprint(model), "data": str(data) if data else None,
+                "lang": lang, "shots": shots, "limit": limit, "max_length": max_length}
+    prog_path = progress_path(output)
+    done = {s: d for s, d in _read_progress(prog_path, settings).items() if s in names}
+    progress_lines: list[dict] = [{"settings": settings}, *done.values()]
+
+    todo = [s for s in names if s not in done]
+    loaded = {s: load_subject(data, lang, s, need_dev=shots > 0) for s in todo}
+    for d in loaded.values():
+        if limit is not None:
+            d.test = [q for q in d.test if q.index < limit]
+            d.rejects = [r for r in d.rejects if r["split"] == "dev" or r["index"] < limit]
+    total = sum(len(d.test) for d in loaded.values())
+    finished = 0
+    context = max_length
+    if todo:
+        from .load import load_for_eval
+
+        net, tok = load_for_eval(model)
+        letters = letter_tokens(tok, lang)
+        if context is None:
+            context = context_length(net, tok)
+        for s in todo:
+            d = loaded[s]
+            records, rejects, dropped = [], list(d.rejects), 0
+            inputs, kept = [], []
+            for q in d.test:
+                fit = fit_prompt(tok, s, d.dev, q, lang, shots, letters, context)
+                if fit is None:
+                    rejects.append(reject_row([f"prompt longer than the context ({context} tokens) even with no shot"],
+                                              record={"question": q.question, "choices": list(q.choices),
+                                                      "gold": q.gold},
+                                              subject=s, split="test", index=q.index, too_long=True))
+                    continue
+                _, ids, used = fit
+                dropped += used < min(shots, len(d.dev))
+                inputs.append(ids)
+                kept.append((q, used))
+
+            def tick(n: int) -> None:
+                nonlocal finished
+                finished += n
+                if progress:
+                    progress(finished, total)
+
+            probs = score_letters(net, tok, inputs, letters, batch_size=batch_size, progress=tick)
+            finished += len(d.test) - len(kept)  # the too-long ones count as done
+            for (q, used), p in zip(kept, probs, strict=True):
+                best = max(range(4), key=lambda j: p[j])
+                records.append({"subject": s, "index": q.index, "predicted": LETTERS[best], "gold": q.gold,
+                                "probs": [round(x, 6) for x in p], "shots": used})
+            entry = {"subject": s, "questions": records, "rejects": rejects, "shots_dropped": dropped}
+            progress_lines.append(entry)
+            done[s] = entry
+            write_jsonl(prog_path, progress_lines)  # atomic: a kill leaves the previous subjects intact
+        from ..runtime import free_accelerator
+
+        del net
+        free_accelerator()
+
+    records = [r for s in names for r in done[s]["questions"]]
+    rejects = [r for s in names for r in done[s]["rejects"]]
+    scores = compute_scores(records, lang, shots_dropped=sum(done[s]["shots_dropped"] for s in names),
+                            too_long=sum(1 for r in rejects if r.get("too_long")),
+                            rejected=sum(1 for r in rejects if not r.get("too_long")))
+    rej_file = rejects_path(output)
+    if rejects:
+        write_jsonl(rej_file, rejects)
+    elif rej_file.exists():
+        rej_file.unlink()  # a stale one from an earlier run would be misread as this run's
+    write_json(output, {"benchmark": "mmlu" if lang == "en" else "mmlu_ru", "model": str(model), "lang": lang,
+                        "shots": shots, "data": str(data) if data else (HUB_EN if lang == "en" else HUB_RU),
+                        "limit": limit, "max_length": context, "subjects": names, "scores": scores,
+                        "rejects_file": str(rej_file) if rejects else None, "questions": records})
+    return scores
+
+
+def read_scores(path: str | Path) -> dict:
+    """The scores of an OUT.json written by evaluate_mmlu."""
+    return json.loads(Path(path).read_text(encoding="utf-8"))["scores"]
+
+
+__all__ = ["evaluate_mmlu", "build_prompt", "letter_tokens", "score_letters", "score_continuations",
+           "compute_scores", "load_subject", "SUBJECT_CATEGORY", "SUBJECT_RU", "CATEGORIES", "read_scores"]
