@@ -133,11 +133,31 @@ def _print_data_outputs(data: dict[str, Any]) -> None:
 def run(config: ConfigOpt, output: OutputOpt = None) -> None:
     """The whole DAG of a run config."""
     cfg = _config(config, output)
+    import time
+
     from flows.pipeline import pipeline_flow
 
-    out = _run_flow(pipeline_flow, cfg)
+    started = time.time()
+    try:
+        out = _run_flow(pipeline_flow, cfg)
+    except typer.Exit:
+        _print_results(cfg.root_path, since=started)  # the models that were evaluated, beside the error
+        raise
     _print_data_outputs(out.get("data") or {})
     _print_models((out.get("train") or {}).get("models") or {})
+    if cfg.evaluation is not None:
+        _print_results(cfg.root_path)
+
+
+def _print_results(root: Path, since: float | None = None) -> None:
+    """The run's results table (results/table.md: Table 1's columns, the paper's figures beside);
+    after a failed run only when this run wrote it (`since`), with the evaluations that finished."""
+    from .paths import RunPaths
+
+    table = RunPaths(root.resolve()).results_table
+    if table.is_file() and (since is None or table.stat().st_mtime >= since):
+        typer.echo(f"\nresults{' (of the evaluations that finished)' if since else ''}: {table.parent}\n")
+        typer.echo(table.read_text(encoding="utf-8"), nl=False)
 
 
 def _print_models(models: dict[str, Any]) -> None:

@@ -446,6 +446,109 @@ class TrainingConfig(Strict):
         return [(i, *cell) for i, e in enumerate(self.runs) for cell in e.cells()]
 
 
+# ---- evaluation ---------------------------------------------------------------------------------
+
+#: the benchmarks of Table 1, in its column order; each is an `evaluation:` section
+BENCHMARKS = ("mt_bench", "mmlu_en", "mmlu_ru")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+JUDGE_KINDS = ("local", "api")
+
+
+class MmluConfig(Strict):
+    """MMLU (English) or MMLU RU, k-shot, scored by the letter probabilities at the answer
+    position (PAPER.md, Evaluation)."""
+
+    data: str | None = Field(
+        default=None,
+        description="local folder (relative to the profile): English MMLU's per-subject CSV layout (dev/, test/), "
+        "or MMLU RU files with question_ru, choices_ru, answer; unset: the hub (cais/mmlu, NLPCoreTeam/mmlu_ru's "
+        "parquet export)",
+    )
+    shots: int = Field(default=5, ge=0, description="examples from the subject's dev split before each question "
+                       "(dropped one by one when the prompt exceeds the model's context)")
+    batch_size: int = Field(default=8, ge=1, description="questions per forward pass")
+    subjects: list[str] | None = Field(default=None, min_length=1,
+                                       description="score only these subjects; unset: all 57")
+    limit: int | None = Field(default=None, ge=1, description="score only the first N test questions of each "
+                              "subject (a quick run)")
+
+
+class MtBenchConfig(Strict):
+    """MT-Bench RU: two-turn answers generated with the paper's settings, rated 1-10 by a judge
+    (FastChat's single-answer grading and file layout)."""
+
+    questions: str = Field(description="questions in FastChat's format (question_id, category, turns, optional "
+                           "reference), relative to the profile")
+    judge: str = Field(
+        default="api:gpt-4",
+        description="local:<model folder> (offline: the expected rating under the judge's next-token "
+        "probabilities; a folder relative to the profile) or api:<model> (an OpenAI-compatible chat-completions "
+        "endpoint)",
+    )
+    api_base: str | None = Field(default=None, description="api judge: base URL of the endpoint; unset: OpenAI's")
+    api_key_env: str = Field(
+        default="OPENAI_API_KEY",
+        description="api judge: the environment variable that holds the key (its name, never the key)",
+    )
+    api_key_secret: str | None = Field(
+        default=None,
+        description="api judge: name of a Prefect Secret block holding the key; when set it is read before "
+        "api_key_env",
+    )
+    judge_prompts: str | None = Field(
+        default=None, description="judge prompts in FastChat's judge_prompts.jsonl format (the Russian set); "
+        "unset: FastChat's English single-answer prompts"
+    )
+    references: str | None = Field(
+        default=None, description="reference answers (question_id, choices) for math, reasoning and coding; unset: "
+        "the questions' own `reference` fields"
+    )
+    max_new_tokens: int = Field(default=512, ge=1, description="answer length limit per turn, in tokens")
+    batch_size: int = Field(default=8, ge=1, description="questions generated (and judged locally) per batch")
+
+    @field_validator("judge")
+    @classmethod
+    def _judge(cls, v: str) -> str:
+        kind, sep, name = v.partition(":")
+        if not sep or kind not in JUDGE_KINDS or not name.strip():
+            raise ValueError(f"{v!r}: expected local:<model folder> or api:<model name>")
+        return v
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _env_name(cls, v: str) -> str:
+        if not _ENV_NAME.match(v):
+            # also what a key pasted here looks like (sk-...): say so without echoing it
+            raise ValueError("must be the name of an environment variable (letters, digits, _), not the key itself")
+        return v
+
+    @property
+    def judge_kind(self) -> str:
+        return self.judge.partition(":")[0]
+
+
+class EvaluationConfig(Strict):
+    """Which benchmarks run on every fine-tuned model of the matrix (Table 1's columns); a section
+    left out is not run. Outputs: <root>/eval/<model>-<method>-<data>/, results in <root>/results/."""
+
+    mt_bench: MtBenchConfig | None = Field(default=None, description="MT-Bench RU (turn 1, turn 2, average)")
+    mmlu_en: MmluConfig | None = Field(default=None, description="MMLU, English, micro average over questions")
+    mmlu_ru: MmluConfig | None = Field(default=None, description="MMLU RU, the mean of the four category means "
+                                       "(its authors' aggregate)")
+    max_parallel: int = Field(default=1, ge=1, description="evaluations running at once (each loads its model; "
+                              "1 on one GPU)")
+
+    @model_validator(mode="after")
+    def _some_benchmark(self) -> EvaluationConfig:
+        if not self.benchmarks():
+            raise ValueError(f"name at least one benchmark ({', '.join(BENCHMARKS)})")
+        return self
+
+    def benchmarks(self) -> list[str]:
+        """The configured benchmarks, in Table 1's order."""
+        return [b for b in BENCHMARKS if getattr(self, b) is not None]
+
+
 class RunConfig(Strict):
     """One run. Cross-field rules are checked here, so a bad profile fails when it is loaded."""
 
@@ -473,6 +576,9 @@ class RunConfig(Strict):
     training: TrainingConfig | None = Field(
         default=None, description="the fine-tuning matrix (models x methods x datasets); unset: data only"
     )
+    evaluation: EvaluationConfig | None = Field(
+        default=None, description="benchmarks run on every fine-tuned model (needs `training`); unset: no evaluation"
+    )
 
     @field_validator("translation")
     @classmethod
@@ -481,6 +587,14 @@ class RunConfig(Strict):
         wanted = [s.name for s in data.sources if s.translate] if data else []
         if wanted and not (getattr(v, "model", None) or "").strip():
             raise ValueError(f"translation.model is empty but these sources have translate: true: {wanted}")
+        return v
+
+    @field_validator("evaluation")
+    @classmethod
+    def _evaluation_needs_models(cls, v: EvaluationConfig | None, info: ValidationInfo) -> EvaluationConfig | None:
+        # training missing from info.data: it failed, and its own error is reported
+        if v is not None and "training" in info.data and info.data["training"] is None:
+            raise ValueError("evaluates the fine-tuned models of `training`, and this config has no training section")
         return v
 
     @field_validator("mix")
@@ -562,6 +676,17 @@ def load_config(path: str | os.PathLike[str]) -> RunConfig:
         if isinstance(training.get("datasets"), dict):
             for name in list(training["datasets"]):
                 relative_to_profile(training["datasets"], name)
+    evaluation = raw.get("evaluation")
+    if isinstance(evaluation, dict):
+        for bench in ("mmlu_en", "mmlu_ru"):
+            relative_to_profile(evaluation.get(bench), "data")
+        mt = evaluation.get("mt_bench")
+        for key in ("questions", "judge_prompts", "references"):
+            relative_to_profile(mt, key)
+        if isinstance(mt, dict) and isinstance(mt.get("judge"), str) and mt["judge"].startswith("local:"):
+            local = {"dir": mt["judge"].removeprefix("local:")}
+            relative_to_profile(local, "dir")
+            mt["judge"] = "local:" + local["dir"]
     try:
         return RunConfig.model_validate(raw)
     except ValidationError as e:

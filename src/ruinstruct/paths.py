@@ -16,6 +16,10 @@
     <root>/data/report.json                     the data report
     <root>/models/<model>-<method>-<data>/      one fine-tuning run (train/sft.py writes it)
     <root>/models/<model>-<method>-<data>/train_key.json      its cache key, and whether it finished
+    <root>/eval/<model>-<method>-<data>/mmlu_en.json, mmlu_ru.json     MMLU scores and per-question predictions
+    <root>/eval/<model>-<method>-<data>/mt_bench/   MT-Bench (FastChat layout: model_answer/, model_judgment/)
+    <root>/eval/<model>-<method>-<data>/<benchmark>.key.json   its cache key, and whether it finished
+    <root>/results/results.json, results.csv, table.md, results.png   Table 1 of the run
     <root>/.prefect/                            persisted task results and cache records
 
 Path rule: paths written in a profile are relative to the profile file (an explicit `root:`
@@ -41,6 +45,14 @@ TRAIN_SUMMARY = "train_summary.json"
 TRAIN_KEY = "train_key.json"
 #: beside an output that is built piece by piece (MMLU, one subject at a time): the pieces done so far
 PROGRESS_SUFFIX = ".progress.jsonl"
+
+
+#: a benchmark's output in eval/<cell>/: a file for MMLU, a FastChat folder for MT-Bench
+EVAL_OUTPUTS = {"mmlu_en": "mmlu_en.json", "mmlu_ru": "mmlu_ru.json", "mt_bench": "mt_bench"}
+#: beside it: `<benchmark>.key.json`, the cache key of the evaluation and whether it finished
+EVAL_KEY_SUFFIX = ".key.json"
+#: the files of results/
+RESULTS_JSON, RESULTS_CSV, RESULTS_TABLE, RESULTS_PLOT = "results.json", "results.csv", "table.md", "results.png"
 
 
 def model_folder(model: str, method: str, data: str) -> str:
@@ -137,6 +149,43 @@ class RunPaths:
     def model_dir(self, model: str, method: str, data: str) -> Path:
         """``models/<model>-<method>-<data>/`` (DESIGN.md run layout)."""
         return self.models / model_folder(model, method, data)
+
+    @property
+    def eval(self) -> Path:
+        """Evaluation outputs, one folder per fine-tuned model."""
+        return self.root / "eval"
+
+    def eval_dir(self, cell: str) -> Path:
+        """``eval/<model>-<method>-<data>/`` (DESIGN.md run layout)."""
+        return self.eval / cell
+
+    def eval_output(self, cell: str, benchmark: str) -> Path:
+        """``eval/<cell>/mmlu_en.json``, ``mmlu_ru.json`` or ``mt_bench/``."""
+        return self.eval_dir(cell) / EVAL_OUTPUTS[benchmark]
+
+    def eval_key(self, cell: str, benchmark: str) -> Path:
+        return self.eval_dir(cell) / f"{benchmark}{EVAL_KEY_SUFFIX}"
+
+    @property
+    def results(self) -> Path:
+        """The run's results table (results.json, results.csv, table.md, results.png)."""
+        return self.root / "results"
+
+    @property
+    def results_json(self) -> Path:
+        return self.results / RESULTS_JSON
+
+    @property
+    def results_csv(self) -> Path:
+        return self.results / RESULTS_CSV
+
+    @property
+    def results_table(self) -> Path:
+        return self.results / RESULTS_TABLE
+
+    @property
+    def results_plot(self) -> Path:
+        return self.results / RESULTS_PLOT
 
     @property
     def prefect(self) -> Path:

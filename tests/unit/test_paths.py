@@ -16,7 +16,10 @@ def test_every_named_file_lies_under_the_root_and_is_distinct(tmp_path):
     p = RunPaths(tmp_path / "r")
     files = [p.report, p.kept, p.filter_rejects, p.filter_report, p.mix_rejects, p.raw_file("saiga/x"),
              p.raw_rejects("saiga/x"), p.final_split("train"), p.final_split("validation"),
-             p.shard_output({"source": "saiga/x", "index": 0, "hash": "h"}, "t#1")]
+             p.shard_output({"source": "saiga/x", "index": 0, "hash": "h"}, "t#1"),
+             p.eval_output("m-lora-d", "mmlu_en"), p.eval_output("m-lora-d", "mmlu_ru"),
+             p.eval_output("m-lora-d", "mt_bench"), p.eval_key("m-lora-d", "mmlu_en"), p.results_json,
+             p.results_csv, p.results_table, p.results_plot]
     assert len(set(files)) == len(files)
     assert all(f.is_relative_to(p.root) for f in files)
     assert p.raw_file("saiga/x").name == "saiga__x.parquet" == safe_name("saiga/x") + ".parquet"
@@ -27,7 +30,8 @@ def test_every_named_file_lies_under_the_root_and_is_distinct(tmp_path):
 # file names a stage writes; each may be spelled only in paths.py (src, tasks, flows)
 NAMES = ['"kept.parquet"', '"filter.rejects.jsonl"', '"filter_report.json"', '"mix.rejects.jsonl"',
          '"report.json"', '".stats.json"', '"cache-keys"', '"results"', '".rejects.jsonl"', '"README.md"',
-         '"stats.json"']
+         '"stats.json"', '"mmlu_en.json"', '"mmlu_ru.json"', '".key.json"', '"results.json"', '"results.csv"',
+         '"table.md"', '"results.png"']
 
 
 def test_no_file_name_is_spelled_twice():
