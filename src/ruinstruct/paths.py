@@ -45,6 +45,10 @@ TRAIN_SUMMARY = "train_summary.json"
 TRAIN_KEY = "train_key.json"
 #: beside an output that is built piece by piece (MMLU, one subject at a time): the pieces done so far
 PROGRESS_SUFFIX = ".progress.jsonl"
+#: MT-Bench output folder (FastChat's llm_judge layout): model_answer/<model_id>.jsonl,
+#: model_judgment/<judge>_single.jsonl; beside them our scores and the API judge's verdict cache
+MT_BENCH_ANSWERS, MT_BENCH_JUDGMENTS = "model_answer", "model_judgment"
+MT_BENCH_SCORES, MT_BENCH_JUDGE_CACHE = "scores.json", "judge_cache"
 
 
 #: a benchmark's output in eval/<cell>/: a file for MMLU, a FastChat folder for MT-Bench
