@@ -80,3 +80,52 @@ def mmlu(
                                                   "shots_dropped", "too_long", "rejected")},
                           indent=2, ensure_ascii=False))
     typer.secho(f"output: {output}", fg="green")
+
+
+@eval_app.command("mt-bench")
+def mt_bench(
+    model: Annotated[Path, typer.Option("--model", "-m", help="model folder (a fine-tuned run, full or LoRA); its "
+                                        "tokenizer's chat template renders the questions")],
+    questions: Annotated[Path, typer.Option("--questions", "-q", help="questions in FastChat's question.jsonl format")],
+    judge: Annotated[str, typer.Option("--judge", "-j", help="local:<model folder> (offline: expected rating under its "
+                                       "next-token probabilities) | api:<model name> (OpenAI-compatible endpoint; "
+                                       "key from $RUINSTRUCT_JUDGE_API_KEY or $OPENAI_API_KEY)")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="folder: model_answer/, model_judgment/ (FastChat "
+                                         "layout), scores.json")],
+    model_id: Annotated[str | None, typer.Option("--model-id", help="name in the files (default: the model "
+                                                 "folder's name)")] = None,
+    judge_prompts: Annotated[Path | None, typer.Option("--judge-prompts", help="judge prompts in FastChat's "
+                                                       "judge_prompts.jsonl format (e.g. the Russian set); default: "
+                                                       "FastChat's English single-answer prompts")] = None,
+    references: Annotated[Path | None, typer.Option("--references", help="reference answers (FastChat's "
+                                                    "reference_answer/gpt-4.jsonl) for math, reasoning, coding; "
+                                                    "default: each question's `reference`")] = None,
+    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", help="answer length limit per turn")] = 512,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="questions generated together")] = 8,
+    api_base: Annotated[str | None, typer.Option("--api-base", help="api judge: base URL (default: "
+                                                 "$RUINSTRUCT_JUDGE_API_BASE, else OpenAI's)")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="sampling seed (same seed and batch size: same answers on CPU)")] = 0,
+) -> None:
+    """MT-Bench (RU): two-turn answers with the paper's sampling settings, single-answer grading
+    1-10 by the judge; prints turn 1, turn 2 and average (rows the judge could not rate are
+    excluded and counted). API verdicts are cached in OUTPUT/judge_cache/: a rerun pays nothing twice."""
+    from ..errors import UserError
+
+    for opt, value in (("--max-new-tokens", max_new_tokens), ("--batch-size", batch_size)):
+        if value < 1:
+            raise UserError(f"{opt} {value}: must be 1 or more")
+    if not model.is_dir():
+        raise UserError(f"--model {model}: {'a file, not a model folder' if model.exists() else 'no such folder'}")
+    for opt, path in (("--questions", questions), ("--judge-prompts", judge_prompts), ("--references", references)):
+        if path is not None and not path.is_file():
+            raise UserError(f"{opt} {path}: {'a folder, not a file' if path.is_dir() else 'no such file'}")
+    if output.exists() and not output.is_dir():
+        raise UserError(f"--output {output}: a file; give the folder to write")
+
+    from .mt_bench import run_mt_bench
+
+    scores = run_mt_bench(model, questions, judge, output, model_id=model_id, judge_prompts=judge_prompts,
+                          references=references, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                          api_base=api_base, seed=seed)
+    typer.echo(json.dumps(scores, indent=2, ensure_ascii=False))
+    typer.secho(f"output: {output}", fg="green")
