@@ -239,6 +239,23 @@ class _Retry(Exception):
         self.wait = wait
 
 
+class _Secret:
+    """A string that is never shown: its repr is '***' and it refuses to be pickled."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: str):
+        self.value = value
+
+    def __repr__(self) -> str:
+        return "'***'"
+
+    __str__ = __repr__
+
+    def __reduce__(self):
+        raise TypeError("a secret is not serialisable")
+
+
 def _env(names: Sequence[str]) -> str | None:
     for name in names:
         value = os.environ.get(name)
@@ -264,7 +281,10 @@ class ApiJudge:
         key = api_key or _env(KEY_ENV)
         if not key:
             raise UserError(f"api judge {model}: no API key (set {' or '.join(KEY_ENV)}, or pass one)")
-        self.__key = key  # name-mangled and out of __repr__; only _post reads it
+        if any(c.isspace() or not c.isprintable() for c in key):
+            # http.client would put the whole header, key included, in its error message
+            raise UserError(f"api judge {model}: the API key contains whitespace or control characters")
+        self.__key = _Secret(key)  # shows as '***' in reprs, vars() and logs; only _post reads it
         self.cache = JudgmentCache(cache) if cache is not None else None
         self.timeout = timeout
         self.max_retries = max_retries
@@ -286,7 +306,7 @@ class ApiJudge:
         return f"{self.api_base}/chat/completions"
 
     def redact(self, text: str) -> str:
-        return text.replace(self.__key, "***") if self.__key else text
+        return text.replace(self.__key.value, "***")
 
     def judge(self, requests: Sequence[JudgeRequest]) -> list[Verdict]:
         if self.parallel == 1 or len(requests) < 2:
@@ -349,7 +369,7 @@ class ApiJudge:
         import urllib.request
 
         req = urllib.request.Request(self.url, data=body, method="POST", headers={
-            "Content-Type": "application/json", "Authorization": f"Bearer {self.__key}"})
+            "Content-Type": "application/json", "Authorization": f"Bearer {self.__key.value}"})
         self.calls += 1
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as resp:
