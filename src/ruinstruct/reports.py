@@ -103,7 +103,7 @@ def table_markdown(rows: Sequence[dict[str, Any]]) -> str:
     head = ["model", "method", "data", *(title for _, title, _, _ in METRICS)]
     lines = [
         "Measured on this run, the paper's Table 1 figure in parentheses (- : not run, or no such row in the "
-        "paper). MT-Bench RU: ratings 1-10; MMLU, MMLU RU: 5-shot accuracy, %.",
+        "paper). MT-Bench RU: ratings 1-10; MMLU, MMLU RU: accuracy, % (the paper: 5-shot).",
         "",
         "| " + " | ".join(head) + " |",
         "|" + "---|" * 3 + "---:|" * len(METRICS),

@@ -22,7 +22,7 @@ MODELS = [
 
 TABLE = """\
 Measured on this run, the paper's Table 1 figure in parentheses (- : not run, or no such row in the paper). \
-MT-Bench RU: ratings 1-10; MMLU, MMLU RU: 5-shot accuracy, %.
+MT-Bench RU: ratings 1-10; MMLU, MMLU RU: accuracy, % (the paper: 5-shot).
 
 | model | method | data | MT-Bench RU turn 1 | turn 2 | average | MMLU | MMLU RU |
 |---|---|---|---:|---:|---:|---:|---:|

@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict
 from ..config import BENCHMARKS, MtBenchConfig, RunConfig, _model_identity
 from ..errors import UserError
 from ..io import read_json, write_json
-from ..paths import TRAIN_KEY, TRAIN_SUMMARY, RunPaths
+from ..paths import MT_BENCH_JUDGE_CACHE, TRAIN_KEY, TRAIN_SUMMARY, RunPaths
 from ..schema import content_hash
 
 Log = Callable[[str], None]
@@ -200,10 +200,15 @@ def api_key_from_env(settings: dict[str, Any]) -> str | None:
 
 
 def _remove(path: Path) -> None:
-    if path.is_dir():
-        shutil.rmtree(path)
-    else:
+    """An output of other inputs. MT-Bench's judge cache stays: a verdict depends only on the
+    judge prompt it was given, and an API judge's verdicts are paid for."""
+    if not path.is_dir():
         path.unlink(missing_ok=True)
+        return
+    for child in path.iterdir():
+        if child.name == MT_BENCH_JUDGE_CACHE:
+            continue
+        shutil.rmtree(child) if child.is_dir() else child.unlink()
 
 
 def run_eval(job: EvalJob, api_key: str | None = None, log: Log = print) -> dict[str, Any]:
@@ -237,6 +242,19 @@ def run_eval(job: EvalJob, api_key: str | None = None, log: Log = print) -> dict
     return {**base, "scores": scores}
 
 
+def _progress(job: EvalJob, log: Log, unit: str) -> Callable[[int, int], None]:
+    """A log line per tenth done, not per batch (MMLU has 14k questions)."""
+    last = [-1]
+
+    def progress(done: int, total: int) -> None:
+        tenth = (10 * done) // max(total, 1)
+        if tenth > last[0]:
+            last[0] = tenth
+            log(f"{job.name}: {done}/{total} {unit}")
+
+    return progress
+
+
 def _run_benchmark(job: EvalJob, api_key: str | None, log: Log) -> dict[str, Any]:
     s = job.settings
     if job.benchmark == "mt_bench":
@@ -255,23 +273,15 @@ def _run_benchmark(job: EvalJob, api_key: str | None, log: Log) -> dict[str, Any
         return run_mt_bench(job.model_dir, cfg.questions, cfg.judge, job.output, model_id=job.cell,
                             judge_prompts=cfg.judge_prompts, references=cfg.references,
                             max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size,
-                            api_base=cfg.api_base, api_key=api_key)
+                            api_base=cfg.api_base, api_key=api_key, progress=_progress(job, log, "answers"))
     if job.benchmark in ("mmlu_en", "mmlu_ru"):
         from ..evaluate.mmlu import evaluate_mmlu
 
         lang = job.benchmark.removeprefix("mmlu_")
-        step = {"last": -1}
-
-        def progress(done: int, total: int) -> None:
-            # a line per tenth, not per batch: MMLU has 14k questions
-            tenth = (10 * done) // max(total, 1)
-            if tenth > step["last"]:
-                step["last"] = tenth
-                log(f"{job.name}: {done}/{total} questions")
-
         log(f"{job.name}: MMLU {lang}, {s['shots']}-shot, data {s.get('data') or 'from the hub'}")
         return evaluate_mmlu(job.model_dir, s.get("data"), lang, s["shots"], job.output, batch_size=s["batch_size"],
-                             subjects=s.get("subjects"), limit=s.get("limit"), progress=progress)
+                             subjects=s.get("subjects"), limit=s.get("limit"),
+                             progress=_progress(job, log, "questions"))
     raise ValueError(f"unknown benchmark {job.benchmark!r}: expected one of {', '.join(BENCHMARKS)}")
 
 
