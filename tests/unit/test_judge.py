@@ -294,6 +294,9 @@ def test_no_key_and_bad_specs_are_user_errors(monkeypatch):
         make_judge("gpt-4")
     with pytest.raises(UserError, match="model folder not found"):
         make_judge("local:/no/such/dir")
+    with pytest.raises(UserError, match="contains whitespace or control characters") as e:
+        ApiJudge(api_key=KEY + "\n")
+    assert KEY not in str(e.value)
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
     monkeypatch.setenv("RUINSTRUCT_JUDGE_API_BASE", "http://127.0.0.1:9/v9/")
     j = make_judge("api:")

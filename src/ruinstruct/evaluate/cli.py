@@ -87,8 +87,8 @@ def mt_bench(
     model: Annotated[Path, typer.Option("--model", "-m", help="model folder (a fine-tuned run, full or LoRA); its "
                                         "tokenizer's chat template renders the questions")],
     questions: Annotated[Path, typer.Option("--questions", "-q", help="questions in FastChat's question.jsonl format")],
-    judge: Annotated[str, typer.Option("--judge", "-j", help="local:<model folder> (offline: expected rating under its "
-                                       "next-token probabilities) | api:<model name> (OpenAI-compatible endpoint; "
+    judge: Annotated[str, typer.Option("--judge", "-j", help="local:DIR (a model folder, offline: expected rating under its "
+                                       "next-token probabilities) | api:NAME (OpenAI-compatible endpoint; "
                                        "key from $RUINSTRUCT_JUDGE_API_KEY or $OPENAI_API_KEY)")],
     output: Annotated[Path, typer.Option("--output", "-o", help="folder: model_answer/, model_judgment/ (FastChat "
                                          "layout), scores.json")],

@@ -348,7 +348,8 @@ def run_mt_bench(model: str | Path, questions: str | Path, judge: str, output: s
     model_id = safe_name(model_id or Path(model).name)
     cache = Path(judge_cache) if judge_cache is not None else None
     # the judge is built first: a missing key or judge folder fails before any generation
-    the_judge = make_judge(judge, api_base=api_base, api_key=api_key, cache=cache, **(judge_options or {}))
+    the_judge = make_judge(judge, api_base=api_base, api_key=api_key, cache=cache,
+                           **{"batch_size": batch_size, **(judge_options or {})})
     if cache is None and hasattr(the_judge, "cache") and the_judge.cache is None:
         from .judge import JudgmentCache
 
