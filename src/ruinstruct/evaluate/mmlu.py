@@ -37,12 +37,15 @@ from the end until it does; how many questions lost shots is counted. A question
 even with no shot is not scored: it goes to the rejects file and is counted as too_long.
 
 Prediction: one forward pass per question, batched with right padding; the logits are read at each
-row's last real token (positions then need no correction for padding, whatever the architecture).
-The letter tokens are the ones the model would produce after ``Answer:`` in this format (" A" for
-most tokenizers); when " A" is two tokens (a bare space, then the letter) the shared space is part
-of the input and the letter is read after it. probs = softmax over the four letter logits (A-D), the
-prediction their argmax. This equals normalising the four continuations' full-sequence likelihoods
-(`score_continuations`, four forwards per question), which the tests check.
+row's own last real tokens (positions then need no correction for padding, whatever the
+architecture). The letter tokens are the ones the model would produce after ``Answer:`` in this
+format (" A" for most tokenizers). probs = softmax over the four letter logits (A-D), the prediction
+their argmax. A tokenizer without a " D" token splits it into a bare space and "D" (some tiny and
+sentencepiece vocabularies do, for some letters or all): then the space is appended to the input and
+each letter's log-probability is that of its own tokens, read in the same forward pass (for
+one-token letters this is the softmax over their logits). Either way probs equal the normalised
+full-sequence likelihoods of the four continuations (`score_continuations`, four forwards per
+question), which the tests check.
 
 Scores (percent): micro (correct / scored), by subject, by category (the MMLU authors' four
 categories), category_mean (the mean of the category scores: MMLU RU's total as its authors define
@@ -344,34 +347,42 @@ def _hub_records(lang: str, subject: str, split: str) -> list[dict]:
 
 @dataclass(frozen=True)
 class LetterTokens:
-    """What follows "Answer:" for each letter: `shared` tokens common to all four (a bare space
-    for tokenizers where " A" is two tokens; usually empty), then one distinct token per letter."""
+    """What follows "Answer:" for each letter, as the tokenizer splits it in this prompt format.
 
-    shared: tuple[int, ...]
-    ids: tuple[int, int, int, int]
+    `conts[L]` are the tokens of " L" after the answer prefix: usually one token (" A"), two when
+    the tokenizer has no " A" token (a bare space, then "A"; a vocabulary may even mix the two).
+    `path` is appended to the prompt so that one forward pass yields every token of every
+    continuation: each continuation but its last token is a prefix of `path`, and token j of a
+    continuation is read at the j-th position from the prompt's last token."""
+
+    path: tuple[int, ...]
+    conts: tuple[tuple[int, ...], ...]
+
+    @property
+    def ids(self) -> tuple[int, ...]:
+        """The token that tells each letter apart (the last of its continuation)."""
+        return tuple(c[-1] for c in self.conts)
 
 
 def letter_tokens(tokenizer: Any, lang: str) -> LetterTokens:
-    """Resolve the letter token ids the model would produce after the answer prefix, by tokenizing
-    a prompt tail with and without " A".. " D" and taking the tokens added."""
+    """Resolve the letter tokens the model would produce after the answer prefix, by tokenizing a
+    prompt tail with and without " A".. " D" and taking the tokens added."""
+    name = getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__
     tail = f"Question?\nA. one\nB. two\nC. three\nD. four\n{ANSWER_PREFIX[lang]}"
     base = tokenizer(tail, add_special_tokens=False)["input_ids"]
     conts = []
     for letter in LETTERS:
         full = tokenizer(f"{tail} {letter}", add_special_tokens=False)["input_ids"]
-        if full[: len(base)] != base:
-            raise UserError(f"tokenizer {getattr(tokenizer, 'name_or_path', '')}: \"{ANSWER_PREFIX[lang]} {letter}\" "
-                            f"merges the answer prefix with the letter; one-pass letter scoring needs them apart")
-        conts.append(full[len(base):])
-    shared: list[int] = []
-    for column in zip(*conts, strict=False):  # up to the shortest
-        if len(set(column)) != 1:
-            break
-        shared.append(column[0])
-    if any(len(c) <= len(shared) for c in conts):
-        raise UserError(f"tokenizer {getattr(tokenizer, 'name_or_path', '')}: cannot tell the letters A-D apart")
-    ids = tuple(c[len(shared)] for c in conts)
-    return LetterTokens(tuple(shared), ids)  # type: ignore[arg-type]
+        if full[: len(base)] != base or len(full) == len(base):
+            raise UserError(f"tokenizer {name}: \"{ANSWER_PREFIX[lang]} {letter}\" merges the answer prefix with "
+                            "the letter; letter scoring needs them apart")
+        conts.append(tuple(full[len(base):]))
+    longest = max(conts, key=len)
+    path = longest[:-1]
+    if len(set(conts)) != 4 or any(c[:-1] != path[: len(c) - 1] for c in conts):
+        raise UserError(f"tokenizer {name}: the letters A-D after \"{ANSWER_PREFIX[lang]}\" do not share one "
+                        f"token path ({[list(c) for c in conts]}); one-pass letter scoring cannot read them")
+    return LetterTokens(tuple(path), tuple(conts))
 
 
 def context_length(model: Any, tokenizer: Any = None) -> int | None:
@@ -387,9 +398,9 @@ def context_length(model: Any, tokenizer: Any = None) -> int | None:
 
 
 def encode_prompt(tokenizer: Any, prompt: str, letters: LetterTokens) -> list[int]:
-    """The input ids of one question: the prompt (with the tokenizer's special tokens) and the shared
-    tokens before the letter."""
-    return list(tokenizer(prompt)["input_ids"]) + list(letters.shared)
+    """The input ids of one question: the prompt (with the tokenizer's special tokens), then the
+    letter path (usually nothing; a bare space for tokenizers without " A" tokens)."""
+    return list(tokenizer(prompt)["input_ids"]) + list(letters.path)
 
 
 def fit_prompt(tokenizer: Any, subject: str, dev: Sequence[Question], question: Question, lang: str, shots: int,
@@ -427,37 +438,43 @@ def _pad_right(seqs: Sequence[Sequence[int]], pad_id: int, device: Any) -> tuple
     return ids.to(device), mask.to(device), lengths
 
 
-def _last_logits(model: Any, ids: Any, mask: Any, lengths: Any) -> Any:
-    """Logits at each row's last real token, [rows, vocab]; the head runs only at those positions."""
+def _logprobs_at(model: Any, ids: Any, mask: Any, positions: Any) -> Any:
+    """log-softmax of the logits at `positions` [rows, k] of each row: [rows, k, vocab]. The head
+    runs only at the positions needed when the model takes logits_to_keep."""
+    import inspect
+
     import torch
 
-    last = (lengths - 1).to(ids.device)
-    keep, where = torch.unique(last, return_inverse=True)  # sorted distinct positions
-    try:
-        logits = model(input_ids=ids, attention_mask=mask, logits_to_keep=keep).logits  # [B, len(keep), V]
-    except TypeError:  # a model class without logits_to_keep: full logits, then pick
-        logits = model(input_ids=ids, attention_mask=mask).logits
-        where = last
-    return logits[torch.arange(ids.shape[0], device=ids.device), where]
+    rows = torch.arange(ids.shape[0], device=ids.device)[:, None]
+    if "logits_to_keep" in inspect.signature(model.forward).parameters:
+        keep, where = torch.unique(positions, return_inverse=True)  # distinct positions, sorted
+        logits = model(input_ids=ids, attention_mask=mask, logits_to_keep=keep).logits[rows, where]
+    else:
+        logits = model(input_ids=ids, attention_mask=mask).logits[rows, positions]
+    return torch.log_softmax(logits.float(), dim=-1)
 
 
 def score_letters(model: Any, tokenizer: Any, inputs: Sequence[Sequence[int]], letters: LetterTokens, *,
                   batch_size: int = 8, progress: Callable[[int], None] | None = None) -> list[list[float]]:
-    """probs[A-D] for each question's input ids: softmax over the four letter logits at its last
-    token. One forward per question, `batch_size` questions a pass (longest first, so the batches
-    are nearly padding-free and the largest one fails first if memory is short)."""
+    """probs[A-D] for each question's input ids (`encode_prompt`): softmax over the four letters'
+    log-probabilities after the prompt; with one-token letters that is the softmax over the four
+    letter logits at the last prompt token. One forward per question, `batch_size` questions a
+    pass (longest first, so batches are nearly padding-free and the largest fails first if memory
+    is short), right-padded, read at each row's own last tokens."""
     import torch
 
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     device = next(model.parameters()).device
-    letter_ids = torch.tensor(letters.ids, device=device)
+    k = len(letters.path) + 1  # positions read per row: the prompt's last token, then the path's
     out: list[list[float]] = [[] for _ in inputs]
     order = sorted(range(len(inputs)), key=lambda i: -len(inputs[i]))
     with torch.inference_mode():
         for batch in _batches(order, max(1, batch_size)):
             ids, mask, lengths = _pad_right([inputs[i] for i in batch], pad, device)
-            logits = _last_logits(model, ids, mask, lengths)[:, letter_ids].float()
-            probs = torch.softmax(logits, dim=-1).cpu().tolist()
+            first = (lengths.to(device) - k)[:, None]
+            logp = _logprobs_at(model, ids, mask, first + torch.arange(k, device=device)[None, :])
+            scores = torch.stack([sum(logp[:, j, t] for j, t in enumerate(c)) for c in letters.conts], dim=-1)
+            probs = torch.softmax(scores, dim=-1).cpu().tolist()
             for i, p in zip(batch, probs, strict=True):
                 out[i] = p
             if progress:
