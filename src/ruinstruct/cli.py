@@ -152,8 +152,12 @@ def run(config: ConfigOpt, output: OutputOpt = None) -> None:
 def _print_results(root: Path, since: float | None = None) -> None:
     """The run's results table (results/table.md: Table 1's columns, the paper's figures beside);
     after a failed run only when this run wrote it (`since`), with the evaluations that finished."""
+    import logging
+
     from .paths import RunPaths
 
+    # the run is over: keep the temporary server's "Stopping" line (at exit) from following the table
+    logging.getLogger("prefect").setLevel(logging.WARNING)
     table = RunPaths(root.resolve()).results_table
     if table.is_file() and (since is None or table.stat().st_mtime >= since):
         typer.echo(f"\nresults{' (of the evaluations that finished)' if since else ''}: {table.parent}\n")

@@ -123,6 +123,12 @@ def test_data_and_mix_honour_output(tmp_path, tiny_dir):
         m["hf_id"] = str(tiny_dir / m["family"])
     for method in ("lora", "full"):
         raw["training"][method].update(max_steps=2, logging_steps=1)
+    ev = raw["evaluation"]  # the fixture sets, 2 questions a subject, the tiny judge
+    for section, key in (("mt_bench", "questions"), ("mt_bench", "judge_prompts"), ("mmlu_en", "data"),
+                         ("mmlu_ru", "data")):
+        ev[section][key] = str((REPO / "configs" / ev[section][key]).resolve())
+    ev["mt_bench"].update(judge=f"local:{tiny_dir / 'llama'}", max_new_tokens=4)
+    ev["mmlu_en"]["limit"] = ev["mmlu_ru"]["limit"] = 2
     cfg = tmp_path / "tiny.yaml"
     cfg.write_text(yaml.safe_dump(raw))
     root = tmp_path / "elsewhere"
@@ -147,6 +153,12 @@ def test_data_and_mix_honour_output(tmp_path, tiny_dir):
     assert lines[3].split() == ["tiny-xglm-full-ruinstruct", str(models / "tiny-xglm-full-ruinstruct")]
     assert (models / "tiny-llama-lora-ruinstruct" / "adapter_model.safetensors").is_file()
     assert (models / "tiny-xglm-full-ruinstruct" / "model.safetensors").is_file()
+    # and it ends with the results table, the paper's figures beside (none for tiny models)
+    table = (root / "results" / "table.md").read_text()
+    assert res.stdout.endswith(table)
+    assert [line.split(" | ")[:3] for line in table.splitlines()[-2:]] == [
+        ["| tiny-llama", "LoRA", "ruinstruct"], ["| tiny-xglm", "full", "ruinstruct"]]
+    assert all(line.count("(-)") == 5 for line in table.splitlines()[-2:])
 
 
 @pytest.mark.slow
