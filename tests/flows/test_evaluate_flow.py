@@ -120,3 +120,20 @@ def test_results_artifact_rerun_cached_and_a_failing_model_fails_alone(prefect_h
     }
     assert paths.eval_output("tl-lora-ruinstruct", "mmlu_en").stat().st_mtime_ns == mtime
     assert json.loads(paths.results_json.read_text())["rows"] == rows
+
+
+def test_api_key_comes_from_a_prefect_secret_block_before_the_environment(prefect_harness, monkeypatch):
+    from prefect.blocks.system import Secret
+
+    from ruinstruct.stages.evaluate import EvalJob
+    from tasks.evaluate import judge_api_key
+
+    Secret(value="sk-from-block-1").save("judge-key-test", overwrite=True)
+    monkeypatch.setenv("JUDGE_KEY_TEST", "sk-from-env-2")
+    settings = {"judge": "api:gpt-4", "api_key_env": "JUDGE_KEY_TEST", "api_key_secret": "judge-key-test"}
+    job = EvalJob(cell="c", model="m", method="lora", data="d", benchmark="mt_bench", model_dir="/m", output="/o",
+                  record="/r", settings=settings, key="k", refresh=True)
+    assert judge_api_key(job) == "sk-from-block-1"
+    assert judge_api_key(job.model_copy(update={"settings": {**settings, "api_key_secret": None}})) == "sk-from-env-2"
+    local = {**settings, "judge": "local:/j"}
+    assert judge_api_key(job.model_copy(update={"settings": local})) is None  # a local judge gets no key

@@ -119,7 +119,7 @@ def test_pipeline_without_training_runs_data_only(prefect_harness, tmp_path, tin
     from flows.pipeline import pipeline_flow
     from tests.flows.conftest import tiny_run_config
 
-    cfg = tiny_run_config(tiny_dir, tmp_path / "run").model_copy(update={"training": None})
+    cfg = tiny_run_config(tiny_dir, tmp_path / "run").model_copy(update={"training": None, "evaluation": None})
     src = cfg.data.sources[0].model_copy(update={"limit": 2})
     cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"sources": [src]})})
     out = pipeline_flow(config=cfg)
