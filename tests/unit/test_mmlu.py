@@ -403,6 +403,29 @@ def test_expected_errors_are_user_errors(tiny_dir, tmp_path):
         evaluate_mmlu(tiny_dir / "llama", tmp_path / "nope", "en", 5, tmp_path / "o.json")
 
 
+def test_hub_rows_map_to_questions(monkeypatch):
+    """cais/mmlu rows (question, choices, answer index) and the MMLU RU parquet export's rows
+    (question_ru, choices_ru, answer index), as datasets yields them."""
+    en = [{"question": "Q?", "subject": "anatomy", "choices": ["a", "b", "c", "d"], "answer": 2},
+          {"question": "Q2?", "subject": "anatomy", "choices": ["a", "b", "c"], "answer": 0}]
+    ru = [{"question_ru": "В?", "choices_ru": ["а", "б", "в", "г"], "answer": 3, "question_en": "Q?",
+           "choices_en": ["a", "b", "c", "d"], "subject": "anatomy"}]
+    monkeypatch.setattr(mmlu, "_hub_records", lambda lang, subject, split: en if lang == "en" else ru)
+    d = load_subject(None, "en", "anatomy")
+    assert [(q.question, q.choices, q.gold, q.index) for q in d.test] == [("Q?", ("a", "b", "c", "d"), "C", 0)]
+    assert d.rejects[-1]["where"] == "cais/mmlu/anatomy/test[1]" and d.rejects[-1]["reasons"] == [
+        "expected 4 choices, got 3"]
+    d = load_subject(None, "ru", "anatomy")
+    assert [(q.question, q.gold) for q in d.test] == [("В?", "D")] and d.rejects == []
+
+
+def test_hub_unreachable_offline_is_one_user_error(tiny_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    with pytest.raises(UserError, match=r"^cais/mmlu \(anatomy, dev\): cannot load it from the hub .*--data"):
+        evaluate_mmlu(tiny_dir / "llama", None, "en", 5, tmp_path / "o.json", subjects=["anatomy"])
+
+
 def test_hub_parquet_export_address():
     assert mmlu.HUB_RU_PARQUET.format(subject="anatomy", split="test") == \
         "hf://datasets/NLPCoreTeam/mmlu_ru@refs%2Fconvert%2Fparquet/anatomy/mmlu_ru-test.parquet"

@@ -334,11 +334,21 @@ def load_subject(data: str | Path | None, lang: str, subject: str, *, need_dev: 
 def _hub_records(lang: str, subject: str, split: str) -> list[dict]:
     from datasets import load_dataset
 
-    if lang == "en":
-        ds = load_dataset(HUB_EN, subject, split=split)
-    else:
-        url = HUB_RU_PARQUET.format(subject=subject, split=split)
-        ds = load_dataset("parquet", data_files={split: url}, split=split)
+    from ..errors import chain, is_retryable
+
+    where = HUB_EN if lang == "en" else HUB_RU
+    try:
+        if lang == "en":
+            ds = load_dataset(HUB_EN, subject, split=split)
+        else:
+            url = HUB_RU_PARQUET.format(subject=subject, split=split)
+            ds = load_dataset("parquet", data_files={split: url}, split=split)
+    except Exception as e:
+        if is_retryable(e):
+            raise  # network trouble: worth a retry (the Prefect task retries it)
+        cause = " ".join(str(list(chain(e))[-1]).split())[:200]
+        raise UserError(f"{where} ({subject}, {split}): cannot load it from the hub ({cause}); "
+                        "give --data with a local copy") from e
     return list(ds)
 
 
