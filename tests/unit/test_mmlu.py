@@ -338,8 +338,41 @@ def test_bad_rows_go_to_the_rejects_file_with_reasons(tiny_dir, tmp_path):
     assert len(d.test) == 4
     assert [(r["index"], r["reasons"]) for r in d.rejects] == [
         (4, ["answer 7 is not one of A, B, C, D"]), (5, ["expected 4 choices, got 3"]),
-        (6, ["no question text", "expected 4 choices, got 0", "answer None is not one of A, B, C, D"])]
+        (6, ["malformed JSON line"])]
     assert d.rejects[2]["raw"] == "{oops"
+
+
+@pytest.mark.parametrize("split", ["dev", "test"])
+def test_an_empty_file_is_an_error_naming_it(tmp_path, split):
+    en = tmp_path / "en"
+    shutil.copytree(EN, en)
+    (en / split / f"philosophy_{split}.csv").write_text("", encoding="utf-8")
+    with pytest.raises(UserError, match=rf"{split}/philosophy_{split}.csv: empty, no {split} questions for philosophy"):
+        load_subject(en, "en", "philosophy")
+    assert len(load_subject(en, "en", "nutrition").test) == 4
+
+
+def test_unreadable_lines_are_rejected_with_their_own_reason(tmp_path):
+    """A byte that is not UTF-8 in a CSV row, or a JSONL line that is not JSON, is that row's
+    reject (with why), never a traceback for the whole file; the rejects stay writable JSON."""
+    en = tmp_path / "en"
+    shutil.copytree(EN, en)
+    test_csv = en / "test" / "nutrition_test.csv"
+    test_csv.write_bytes(b"\xef\xbb\xbf" + test_csv.read_bytes() + b"Bad \xff byte?,a,b,c,d,A\n")
+    d = load_subject(en, "en", "nutrition")
+    assert len(d.test) == 4 and not d.test[0].question.startswith("\ufeff")
+    assert [(r["index"], r["reasons"], r["row"][0]) for r in d.rejects] == [
+        (4, ["not UTF-8: byte 0xff"], "Bad \\xff byte?")]
+    assert json.loads(json.dumps(d.rejects, ensure_ascii=False).encode("utf-8"))
+
+    ru = tmp_path / "ru"
+    shutil.copytree(RU, ru)
+    path = ru / "philosophy_test.jsonl"
+    path.write_bytes(path.read_bytes() + b"\xff\xfe\n[1, 2]\n")
+    d = load_subject(ru, "ru", "philosophy")
+    assert len(d.test) == 4
+    assert [(r["index"], r["reasons"][0].split(":")[0], r["raw"]) for r in d.rejects] == [
+        (4, "not UTF-8", "\\xff\\xfe"), (5, "not a JSON object", "[1, 2]")]
 
 
 # ---------------------------------------------------------------------------------------------

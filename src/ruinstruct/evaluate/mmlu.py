@@ -69,7 +69,7 @@ import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from ..errors import UserError
 from ..io import iter_jsonl_lines, reject_row, rejects_path, write_json, write_jsonl
@@ -242,11 +242,17 @@ def _gold_letter(answer: Any) -> Any:
     return answer
 
 
+class _Unreadable(NamedTuple):
+    """A row that could not be read at all (not UTF-8, not JSON): its reason replaces the checks."""
+
+    reason: str
+
+
 def _rows_to_questions(subject: str, split: str, rows: Iterable[tuple[int, Any, Any, Any, dict, str]],
                        data: SubjectData) -> list[Question]:
     out = []
     for index, question, choices, gold, record, where in rows:
-        reasons = _check_row(question, choices, gold)
+        reasons = [question.reason] if isinstance(question, _Unreadable) else _check_row(question, choices, gold)
         if reasons:
             data.rejects.append(reject_row(reasons, record=record, where=where, subject=subject, split=split,
                                            index=index))
@@ -255,11 +261,25 @@ def _rows_to_questions(subject: str, split: str, rows: Iterable[tuple[int, Any, 
     return out
 
 
+def _undecodable(row: list[str]) -> str | None:
+    """Why a CSV row read with surrogateescape is not UTF-8 (None when it is)."""
+    for cell in row:
+        for ch in cell:
+            if "\udc80" <= ch <= "\udcff":
+                return f"not UTF-8: byte 0x{ord(ch) - 0xDC00:02x}"
+    return None
+
+
 def _read_csv_rows(path: Path) -> Iterable[tuple[int, Any, Any, Any, dict, str]]:
-    with open(path, newline="", encoding="utf-8") as f:
+    # surrogateescape: one row with a bad byte is that row's reject, not the whole file's traceback
+    with open(path, newline="", encoding="utf-8-sig", errors="surrogateescape") as f:
         for index, row in enumerate(csv.reader(f)):
-            record = {"row": row}
             where = f"{path}:{index + 1}"
+            if (bad := _undecodable(row)) is not None:
+                shown = [c.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace") for c in row]
+                yield index, _Unreadable(bad), None, None, {"row": shown}, where
+                continue
+            record = {"row": row}
             if len(row) < 6:
                 yield index, row[0] if row else None, row[1:5] if len(row) > 1 else None, \
                     (row[5].strip() if len(row) > 5 else None), record, where
@@ -273,8 +293,8 @@ def _read_ru_rows(path: Path) -> Iterable[tuple[int, Any, Any, Any, dict, str]]:
     for index, line in enumerate(iter_jsonl_lines(path)):
         where = f"{path}:{line.lineno}"
         obj = line.obj
-        if not isinstance(obj, dict):
-            yield index, None, None, None, {"raw": line.raw}, where
+        if line.error is not None or not isinstance(obj, dict):
+            yield index, _Unreadable(line.error or "not a JSON object"), None, None, {"raw": line.raw}, where
             continue
         yield index, obj.get("question_ru"), obj.get("choices_ru"), _gold_letter(obj.get("answer")), obj, where
 
@@ -326,7 +346,12 @@ def load_subject(data: str | Path | None, lang: str, subject: str, *, need_dev: 
                 rows = _records_to_rows(pq.read_table(path).to_pylist(), lang, str(path))
             else:
                 rows = _read_ru_rows(path)
+        before = len(out.rejects)
         questions = _rows_to_questions(subject, split, rows, out)
+        if not questions and len(out.rejects) == before:
+            # an empty file would drop its subject from the scores (or its shots) without a word
+            where = path if data is not None else f"{HUB_EN if lang == 'en' else HUB_RU}/{subject}"
+            raise UserError(f"{where}: empty, no {split} questions for {subject}")
         setattr(out, split, questions)
     return out
 
