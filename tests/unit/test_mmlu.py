@@ -422,6 +422,34 @@ def test_other_settings_score_everything_again(tiny_dir, tmp_path, monkeypatch):
     assert {r["shots"] for r in read_json(out)["questions"]} == {2}
 
 
+def test_a_retrained_model_at_the_same_path_is_scored_again(tiny_dir, tmp_path, monkeypatch):
+    """New weights of the same size, at the same path, with the file times put back: the resume
+    must see the content, not names, sizes or times."""
+    import os
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_dir / "llama", model)
+    out = tmp_path / "en.json"
+    evaluate_mmlu(model, EN, "en", 1, out, subjects=["nutrition"], limit=1)
+    weights = next(model.glob("*.safetensors"))
+    size, times = weights.stat().st_size, (weights.stat().st_atime_ns, weights.stat().st_mtime_ns)
+    net = AutoModelForCausalLM.from_pretrained(model)
+    with torch.no_grad():
+        next(net.parameters()).add_(0.5)
+    net.save_pretrained(model)
+    os.utime(weights, ns=times)
+    assert weights.stat().st_size == size
+
+    seen = []
+    real = mmlu.score_letters
+    monkeypatch.setattr(mmlu, "score_letters", lambda *a, **kw: seen.append(1) or real(*a, **kw))
+    evaluate_mmlu(model, EN, "en", 1, out, subjects=["nutrition"], limit=1)
+    assert seen == [1]
+
+
 # ---------------------------------------------------------------------------------------------
 # errors and the real samples
 

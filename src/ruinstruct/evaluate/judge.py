@@ -37,7 +37,6 @@ Heavy imports (torch, transformers) happen inside the functions.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -186,9 +185,9 @@ def parse_rating(text: str) -> float | None:
 
 
 def cache_key(judge_model: str, request: JudgeRequest) -> str:
-    blob = json.dumps([judge_model, request.prompt_name, request.system_prompt, request.user_prompt],
-                      ensure_ascii=False)
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+    from ..schema import content_hash
+
+    return content_hash([judge_model, request.prompt_name, request.system_prompt, request.user_prompt])
 
 
 class JudgmentCache:
@@ -516,11 +515,9 @@ class LocalJudge:
         return tok(text)["input_ids"]
 
     def context(self) -> int:
-        from ..chat import context_length
+        from .load import context_limit
 
-        net, tok = self.load()
-        limits = [n for n in (getattr(net.config, "max_position_embeddings", None), context_length(tok)) if n]
-        return min(limits) if limits else 2048
+        return context_limit(*self.load()) or 2048
 
     def distributions(self, requests: Sequence[JudgeRequest]) -> list[list[float] | str]:
         """p(1..10) per request, or the reason there is none (a prompt too long)."""

@@ -43,6 +43,20 @@ def eval_device() -> tuple[str, Any]:
     return "cpu", torch.float32
 
 
+def context_limit(model: Any, tokenizer: Any = None) -> int | None:
+    """The longest input the model takes: its position table (max_position_embeddings,
+    n_positions, ...), or the tokenizer's model_max_length when that is a real limit (the
+    smaller of the two); None when neither says."""
+    from ..chat import context_length
+
+    cfg = model.config
+    limits = [getattr(cfg, k) for k in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length")
+              if isinstance(getattr(cfg, k, None), int) and getattr(cfg, k) > 0]
+    if tokenizer is not None and (n := context_length(tokenizer)):
+        limits.append(n)
+    return min(limits) if limits else None
+
+
 def load_for_eval(model: str | os.PathLike[str], *, padding_side: str = "left") -> tuple[Any, Any]:
     """(model in eval mode on the evaluation device, its tokenizer with `padding_side` and a pad
     token). `model` is a fine-tuned folder (full or adapter) or any causal LM folder / HF id."""

@@ -62,7 +62,6 @@ Heavy imports (torch, transformers, datasets) happen inside the functions.
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import os
 import sys
@@ -420,18 +419,6 @@ def letter_tokens(tokenizer: Any, lang: str) -> LetterTokens:
     return LetterTokens(tuple(path), tuple(conts))
 
 
-def context_length(model: Any, tokenizer: Any = None) -> int | None:
-    """The longest input the model takes: its position table (max_position_embeddings, n_positions,
-    ...), or the tokenizer's model_max_length when that is a real limit."""
-    cfg = model.config
-    limits = [getattr(cfg, k) for k in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length")
-              if isinstance(getattr(cfg, k, None), int) and getattr(cfg, k) > 0]
-    tmax = getattr(tokenizer, "model_max_length", None)
-    if isinstance(tmax, int) and 0 < tmax < 1_000_000:
-        limits.append(tmax)
-    return min(limits) if limits else None
-
-
 def encode_prompt(tokenizer: Any, prompt: str, letters: LetterTokens) -> list[int]:
     """The input ids of one question: the prompt (with the tokenizer's special tokens), then the
     letter path (usually nothing; a bare space for tokenizers without " A" tokens)."""
@@ -587,16 +574,6 @@ def progress_path(output: str | os.PathLike[str]) -> Path:
     return output.parent / f"{output.stem}{PROGRESS_SUFFIX}"
 
 
-def _model_fingerprint(model: str | Path) -> str:
-    """Changes when the model's files do (a retrained folder must not reuse old predictions)."""
-    path = Path(model)
-    if not path.is_dir():
-        return str(model)
-    parts = [f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in sorted(path.iterdir())
-             if p.is_file() and p.suffix in (".safetensors", ".bin", ".json", ".model")]
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
-
-
 def _read_progress(path: Path, settings: dict) -> dict[str, dict]:
     """Finished subjects from an earlier run with the same settings ({} for none or other settings)."""
     if not path.is_file():
@@ -640,7 +617,10 @@ def evaluate_mmlu(model: str | Path, data: str | Path | None, lang: Literal["en"
         raise UserError(f"{data}: {'a file, not a folder' if Path(data).exists() else 'no such folder'}")
     names = _resolve_subjects(data, lang, subjects)
     output = Path(output)
-    settings = {"model": str(model), "model_files": _model_fingerprint(model), "data": str(data) if data else None,
+    from ..config import _model_identity
+
+    # a retrained folder at the same path must not reuse the old model's predictions
+    settings = {"model": str(model), "model_files": _model_identity(str(model))[:16], "data": str(data) if data else None,
                 "lang": lang, "shots": shots, "limit": limit, "max_length": max_length}
     prog_path = progress_path(output)
     done = {s: d for s, d in _read_progress(prog_path, settings).items() if s in names}
@@ -656,12 +636,12 @@ def evaluate_mmlu(model: str | Path, data: str | Path | None, lang: Literal["en"
     finished = 0
     context = max_length
     if todo:
-        from .load import load_for_eval
+        from .load import context_limit, load_for_eval
 
         net, tok = load_for_eval(model)
         letters = letter_tokens(tok, lang)
         if context is None:
-            context = context_length(net, tok)
+            context = context_limit(net, tok)
         for s in todo:
             d = loaded[s]
             records, rejects, dropped = [], list(d.rejects), 0

@@ -29,7 +29,6 @@ Heavy imports (torch, transformers) happen inside the functions.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import time
@@ -183,13 +182,6 @@ def stop_ids(model: Any, tokenizer: Any) -> list[int]:
     return sorted(ids)
 
 
-def context_of(model: Any, tokenizer: Any) -> int | None:
-    from ..chat import context_length
-
-    limits = [n for n in (getattr(model.config, "max_position_embeddings", None), context_length(tokenizer)) if n]
-    return min(limits) if limits else None
-
-
 def generate_answers(model: Any, tokenizer: Any, questions: list[dict[str, Any]], *, max_new_tokens: int,
                      batch_size: int, seed: int = 0, do_sample: bool = True,
                      progress: Callable[[int, int], None] | None = None, stats: dict[str, int] | None = None
@@ -199,9 +191,11 @@ def generate_answers(model: Any, tokenizer: Any, questions: list[dict[str, Any]]
     gets (generations done, total); `stats["truncated_prompts"]` counts prompts cut on the left."""
     import torch
 
+    from .load import context_limit
+
     if max_new_tokens < 1 or batch_size < 1:
         raise UserError("max_new_tokens and batch_size must be at least 1")
-    ctx = context_of(model, tokenizer)
+    ctx = context_limit(model, tokenizer)
     if ctx is not None and max_new_tokens >= ctx:
         raise UserError(f"max_new_tokens {max_new_tokens} leaves no room for a prompt in the context of {ctx}")
     settings = dict(GENERATION) if do_sample else {"do_sample": False, "num_beams": 1,
@@ -252,7 +246,9 @@ def generate_answers(model: Any, tokenizer: Any, questions: list[dict[str, Any]]
 
 def answer_id(model_id: str, question_id: Any, turns: Sequence[str]) -> str:
     """A stable id for one answer (FastChat uses a random shortuuid; any string will do)."""
-    return hashlib.sha256(repr((model_id, question_id, list(turns))).encode("utf-8")).hexdigest()[:22]
+    from ..schema import content_hash
+
+    return content_hash([model_id, question_id, list(turns)])[:22]
 
 
 def answer_rows(questions: Sequence[dict[str, Any]], answers: Sequence[Sequence[str]], model_id: str
