@@ -133,6 +133,25 @@ def test_run_eval_is_idempotent_and_starts_afresh_for_other_inputs(tmp_path, ben
     assert any("holds an evaluation of other inputs" in line for line in lines)
 
 
+def test_api_judge_with_its_own_endpoint_never_gets_another_variables_key(tmp_path, bench, monkeypatch):
+    path = profile(tmp_path, judge="api:my-model")
+    raw = yaml.safe_load(path.read_text())
+    raw["evaluation"]["mt_bench"] |= {"api_base": "http://judge.example/v1", "api_key_env": "MY_JUDGE_KEY"}
+    path.write_text(yaml.safe_dump(raw))
+    cfg = load_config(path)
+    trained(Path(cfg.root), "llama2-7b-lora-ruinstruct")
+    job = stages.plan_eval(cfg)[0][0]
+    monkeypatch.delenv("MY_JUDGE_KEY", raising=False)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-openai-not-for-this-endpoint")
+    calls = len(bench)
+    with pytest.raises(UserError, match=r"api:my-model needs a key: set \$MY_JUDGE_KEY"):
+        stages.run_eval(job, log=lambda _: None)
+    assert len(bench) == calls  # the judge never ran
+    monkeypatch.setenv("MY_JUDGE_KEY", "sk-mine")
+    stages.run_eval(job, log=lambda _: None)
+    assert (bench[-1]["api_key"], bench[-1]["api_base"]) == ("sk-mine", "http://judge.example/v1")
+
+
 def test_api_judge_key_goes_to_the_judge_only(tmp_path, bench, monkeypatch):
     cfg = load_config(profile(tmp_path, judge="api:gpt-4"))
     trained(Path(cfg.root), "llama2-7b-lora-ruinstruct")

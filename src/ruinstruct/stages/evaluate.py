@@ -263,7 +263,9 @@ def _run_benchmark(job: EvalJob, api_key: str | None, log: Log) -> dict[str, Any
         cfg = MtBenchConfig.model_validate(s)
         if cfg.judge_kind == "api":
             api_key = api_key or api_key_from_env(s)
-            if api_key is None and not cfg.api_base:
+            # no fallback to the judge's own variables (OPENAI_API_KEY...): that key would go to
+            # whatever api_base the profile names, when the profile asked for another one
+            if api_key is None:
                 where = f"the Prefect Secret block {cfg.api_key_secret!r} or " if cfg.api_key_secret else ""
                 raise UserError(f"evaluation.mt_bench: the API judge {cfg.judge} needs a key: set {where}"
                                 f"${cfg.api_key_env}")
