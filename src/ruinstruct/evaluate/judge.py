@@ -523,6 +523,8 @@ class LocalJudge:
         """p(1..10) per request, or the reason there is none (a prompt too long)."""
         import torch
 
+        from .load import pad_batch
+
         net, tok = self.load()
         tokens = rating_tokens(tok)
         ctx = self.context()
@@ -538,12 +540,7 @@ class LocalJudge:
         pad = tok.pad_token_id
         for start in range(0, len(seqs), self.batch_size):
             chunk = seqs[start:start + self.batch_size]
-            width = max(len(ids) for _, ids in chunk)
-            input_ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-            mask = torch.zeros((len(chunk), width), dtype=torch.long)
-            for row, (_, ids) in enumerate(chunk):
-                input_ids[row, width - len(ids):] = torch.tensor(ids)
-                mask[row, width - len(ids):] = 1
+            input_ids, mask = pad_batch([ids for _, ids in chunk], pad)
             position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
             with torch.no_grad():
                 logits = net(input_ids=input_ids.to(net.device), attention_mask=mask.to(net.device),

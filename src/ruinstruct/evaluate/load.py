@@ -57,6 +57,21 @@ def context_limit(model: Any, tokenizer: Any = None) -> int | None:
     return min(limits) if limits else None
 
 
+def pad_batch(seqs: Any, pad_id: int, *, side: str = "left") -> tuple[Any, Any]:
+    """(input ids, attention mask) of token id lists padded to the longest, on the CPU: left for
+    generation (every row's next token lands in the last column), right for scoring."""
+    import torch
+
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for row, s in enumerate(seqs):
+        cols = slice(width - len(s), width) if side == "left" else slice(0, len(s))
+        ids[row, cols] = torch.tensor(list(s), dtype=torch.long)
+        mask[row, cols] = 1
+    return ids, mask
+
+
 def load_for_eval(model: str | os.PathLike[str], *, padding_side: str = "left") -> tuple[Any, Any]:
     """(model in eval mode on the evaluation device, its tokenizer with `padding_side` and a pad
     token). `model` is a fine-tuned folder (full or adapter) or any causal LM folder / HF id."""

@@ -450,14 +450,10 @@ def _batches(order: list[int], size: int) -> Iterable[list[int]]:
 def _pad_right(seqs: Sequence[Sequence[int]], pad_id: int, device: Any) -> tuple[Any, Any, Any]:
     import torch
 
-    lengths = torch.tensor([len(s) for s in seqs])
-    width = int(lengths.max())
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for row, s in enumerate(seqs):
-        ids[row, : len(s)] = torch.tensor(s, dtype=torch.long)
-        mask[row, : len(s)] = 1
-    return ids.to(device), mask.to(device), lengths
+    from .load import pad_batch
+
+    ids, mask = pad_batch(seqs, pad_id, side="right")
+    return ids.to(device), mask.to(device), torch.tensor([len(s) for s in seqs])
 
 
 def _logprobs_at(model: Any, ids: Any, mask: Any, positions: Any) -> Any:

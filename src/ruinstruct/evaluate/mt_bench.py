@@ -191,7 +191,7 @@ def generate_answers(model: Any, tokenizer: Any, questions: list[dict[str, Any]]
     gets (generations done, total); `stats["truncated_prompts"]` counts prompts cut on the left."""
     import torch
 
-    from .load import context_limit
+    from .load import context_limit, pad_batch
 
     if max_new_tokens < 1 or batch_size < 1:
         raise UserError("max_new_tokens and batch_size must be at least 1")
@@ -219,13 +219,8 @@ def generate_answers(model: Any, tokenizer: Any, questions: list[dict[str, Any]]
         order = sorted(todo, key=lambda i: len(prompts[i]))
         for b, start in enumerate(range(0, len(order), batch_size)):
             chunk = order[start:start + batch_size]
-            width = max(len(prompts[i]) for i in chunk)
-            input_ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-            mask = torch.zeros((len(chunk), width), dtype=torch.long)
-            for row, i in enumerate(chunk):
-                n = len(prompts[i])
-                input_ids[row, width - n:] = torch.tensor(prompts[i])
-                mask[row, width - n:] = 1
+            input_ids, mask = pad_batch([prompts[i] for i in chunk], pad)
+            width = input_ids.shape[1]
             with torch.random.fork_rng(devices=devices):
                 torch.manual_seed(seed * 1_000_003 + turn * 10_007 + b)
                 with torch.no_grad():
