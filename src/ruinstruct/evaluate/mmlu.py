@@ -9,7 +9,8 @@ Data
   rows holding question_ru, choices_ru and answer (0-3), or a downloaded copy of the parquet export
   (``<subject>/mmlu_ru-<split>.parquet``).
 - A bad row (an answer that is no letter A-D / index 0-3, fewer or more than four choices, no
-  question) goes to ``<output stem>.rejects.jsonl`` with its reasons and is counted.
+  question, a line that is not UTF-8 or not JSON) goes to ``<output stem>.rejects.jsonl`` with its
+  reasons and is counted. An empty dev or test file is an error naming it.
 
 Prompt (the original MMLU code's format, which lm-evaluation-harness and the MMLU RU authors keep)::
 
