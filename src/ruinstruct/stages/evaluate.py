@@ -89,16 +89,9 @@ def model_fingerprint(model_dir: str | Path) -> str:
 
 def _path_identity(path: str | None) -> str | None:
     """A file by its content, a folder by its files' content, None as None."""
-    if path is None:
-        return None
-    p = Path(path)
-    if p.is_file():
-        return hashlib.sha256(p.read_bytes()).hexdigest()
-    if p.is_dir():
-        from .train import dataset_fingerprint
+    from .train import _file_identity, dataset_fingerprint
 
-        return dataset_fingerprint(p)
-    return f"missing:{path}"
+    return dataset_fingerprint(path) if path is not None and Path(path).is_dir() else _file_identity(path)
 
 
 def data_identity(benchmark: str, settings: dict[str, Any]) -> dict[str, Any]:
