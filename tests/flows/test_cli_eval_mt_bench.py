@@ -61,7 +61,7 @@ def test_api_judge_key_from_the_environment_shows_nowhere(model, tmp_path):
     (["--questions", "nope.jsonl"], "--questions nope.jsonl: no such file"),
     (["--judge", "gpt-4"], "--judge gpt-4: expected local:<model dir> or api:<model name>"),
     (["--judge", "local:./no-judge"], "--judge local:./no-judge: ./no-judge: model folder not found"),
-    (["--judge", "api:gpt-4"], "api judge gpt-4: no API key (set RUINSTRUCT_JUDGE_API_KEY or OPENAI_API_KEY"),
+    (["--judge", "api:gpt-4"], "api judge gpt-4: no API key for https://api.openai.com/v1 (set RUINSTRUCT_JUDGE_API_KEY or OPENAI_API_KEY"),
     (["--max-new-tokens", "0"], "--max-new-tokens 0: must be 1 or more"),
     (["--model", "./no-model"], "--model no-model: no such folder"),
     (["--questions", "badq.jsonl"], "badq.jsonl:2: turns must be a list of one or two non-empty strings"),

@@ -298,7 +298,13 @@ def test_no_key_and_bad_specs_are_user_errors(monkeypatch):
         ApiJudge(api_key=KEY + "\n")
     assert KEY not in str(e.value)
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    assert make_judge("api:gpt-4").api_base == "https://api.openai.com/v1"  # OpenAI's key, OpenAI's endpoint
     monkeypatch.setenv("RUINSTRUCT_JUDGE_API_BASE", "http://127.0.0.1:9/v9/")
+    # OpenAI's key is not sent to another endpoint unasked; the judge's own variable is
+    with pytest.raises(UserError, match=r"no API key for http://127.0.0.1:9/v9 \(set RUINSTRUCT_JUDGE_API_KEY,") as e:
+        make_judge("api:")
+    assert KEY not in str(e.value)
+    monkeypatch.setenv("RUINSTRUCT_JUDGE_API_KEY", KEY)
     j = make_judge("api:")
     assert (j.model, j.url) == ("gpt-4", "http://127.0.0.1:9/v9/chat/completions")
 

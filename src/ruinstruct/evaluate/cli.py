@@ -89,7 +89,7 @@ def mt_bench(
     questions: Annotated[Path, typer.Option("--questions", "-q", help="questions in FastChat's question.jsonl format")],
     judge: Annotated[str, typer.Option("--judge", "-j", help="local:DIR (a model folder, offline: expected rating under its "
                                        "next-token probabilities) | api:NAME (OpenAI-compatible endpoint; "
-                                       "key from $RUINSTRUCT_JUDGE_API_KEY or $OPENAI_API_KEY)")],
+                                       "key from $RUINSTRUCT_JUDGE_API_KEY, or $OPENAI_API_KEY for OpenAI's own endpoint)")],
     output: Annotated[Path, typer.Option("--output", "-o", help="folder: model_answer/, model_judgment/ (FastChat "
                                          "layout), scores.json")],
     model_id: Annotated[str | None, typer.Option("--model-id", help="name in the files (default: the model "

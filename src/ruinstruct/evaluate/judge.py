@@ -277,9 +277,15 @@ class ApiJudge:
         self.model = model
         self.name = model
         self.api_base = (api_base or _env(BASE_ENV) or DEFAULT_API_BASE).rstrip("/")
-        key = api_key or _env(KEY_ENV)
+        key = api_key or _env(KEY_ENV[:1])
+        # OpenAI's key goes to OpenAI's endpoint (or the one OPENAI_BASE_URL names) only: a profile
+        # or --api-base pointing elsewhere must not receive it unasked
+        openai_bases = {DEFAULT_API_BASE, (os.environ.get("OPENAI_BASE_URL") or DEFAULT_API_BASE).rstrip("/")}
+        if not key and self.api_base in openai_bases:
+            key = _env(KEY_ENV[1:])
         if not key:
-            raise UserError(f"api judge {model}: no API key (set {' or '.join(KEY_ENV)}, or pass one)")
+            where = " or ".join(KEY_ENV) if self.api_base in openai_bases else KEY_ENV[0]
+            raise UserError(f"api judge {model}: no API key for {self.api_base} (set {where}, or pass one)")
         if any(c.isspace() or not c.isprintable() for c in key):
             # http.client would put the whole header, key included, in its error message
             raise UserError(f"api judge {model}: the API key contains whitespace or control characters")
