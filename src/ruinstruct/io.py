@@ -25,8 +25,12 @@ from .schema import FIELDS, Dialog, null_non_finite, validate
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path next to `path`; rename it onto `path` if the block succeeds."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        # name the file the user asked for, not the temporary one beside it
+        raise type(e)(e.errno, f"cannot write there ({e.strerror})", str(path)) from None
     os.close(fd)
     try:
         yield Path(tmp)
