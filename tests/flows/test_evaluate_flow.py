@@ -137,3 +137,56 @@ def test_api_key_comes_from_a_prefect_secret_block_before_the_environment(prefec
     assert judge_api_key(job.model_copy(update={"settings": {**settings, "api_key_secret": None}})) == "sk-from-env-2"
     local = {**settings, "judge": "local:/j"}
     assert judge_api_key(job.model_copy(update={"settings": local})) is None  # a local judge gets no key
+
+
+def test_a_planted_api_key_reaches_the_judge_and_nothing_else(prefect_harness, tmp_path, tiny_dir, monkeypatch):
+    """The whole evaluation flow with the API judge (a local chat-completions server): the key from
+    the environment is sent to the server, and appears in no file of the run, no artifact, no log
+    line and no task parameter."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        FlowRunFilter,
+        FlowRunFilterId,
+        LogFilter,
+        LogFilterFlowRunId,
+    )
+
+    from flows.evaluate import evaluate_flow
+    from tests.unit.test_judge import KEY, ChatServer, reply
+
+    root = tmp_path / "run"
+    fake_trained(RunPaths(root).models, "tl-lora-ruinstruct", tiny_dir / "llama", "lora")
+    write_jsonl(tmp_path / "q.jsonl", read_jsonl(FIXTURES / "mt_bench" / "question.jsonl")[:1])
+    monkeypatch.setenv("JUDGE_KEY_PLANTED", KEY)
+    with ChatServer(default=reply("Good. Rating: [[7]]")) as server:
+        profile = tmp_path / "p.yaml"
+        profile.write_text(yaml.safe_dump({
+            "name": "t", "root": str(root),
+            "data": {"sources": [{"name": "d", "kind": "dolly", "path": "d.jsonl"}]},
+            "training": {"models": [{"name": "tl", "hf_id": str(tiny_dir / "llama"), "family": "llama"}],
+                         "runs": [{"model": "tl", "method": "lora"}]},
+            "evaluation": {"mt_bench": {"questions": "q.jsonl", "judge": "api:gpt-4", "api_base": server.base,
+                                        "api_key_env": "JUDGE_KEY_PLANTED", "max_new_tokens": 4}},
+        }))
+        state = evaluate_flow(config=load_config(profile), return_state=True)
+    assert state.is_completed(), state.message
+    assert len(server.requests) == 2 and all(h["Authorization"] == f"Bearer {KEY}" for h, _ in server.requests)
+    rows = json.loads(RunPaths(root).results_json.read_text())["rows"]
+    assert (rows[0]["mt_bench_turn1"], rows[0]["mt_bench_turn2"]) == (7.0, 7.0)
+
+    leaks = [str(p) for p in root.rglob("*") if p.is_file() and KEY.encode() in p.read_bytes()]
+    assert leaks == []
+    run_id = state.state_details.flow_run_id
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id])))
+        arts = client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id])))
+        logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])))
+        tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id])))
+    assert arts and logs and tasks  # there is something to search
+    texts = [json.dumps(a.data, default=str) + (a.description or "") for a in arts]
+    texts += [log.message for log in logs]
+    texts += [json.dumps(r.parameters, default=str) for r in runs]
+    texts += [json.dumps(t.task_inputs, default=str) + t.name for t in tasks]
+    assert [t[:80] for t in texts if KEY in t] == []
