@@ -75,10 +75,24 @@ def shard_cache_key(context, parameters: dict[str, Any]) -> str | None:
     return stages.shard_key(parameters["ref"]["hash"], parameters["translator_id"], parameters["out_path"])
 
 
+def cache_policy(key_fn, root: str) -> CachePolicy:
+    """A cache policy from `key_fn`, its records under the run root (beside the results)."""
+    return CachePolicy.from_cache_key_fn(key_fn).configure(key_storage=str(RunPaths(Path(root)).prefect_cache_keys))
+
+
 def shard_cache_policy(root: str) -> CachePolicy:
-    return CachePolicy.from_cache_key_fn(shard_cache_key).configure(
-        key_storage=str(RunPaths(Path(root)).prefect_cache_keys)
-    )
+    return cache_policy(shard_cache_key, root)
+
+
+def job_cache_key(context, parameters: dict[str, Any]) -> str:
+    """The key a stage computed for its job (`parameters["job"].key`: a training cell, an
+    evaluation). Prefect computes it before the task runs; a job whose output is gone is
+    submitted with refresh_cache (the job's `refresh`)."""
+    return parameters["job"].key
+
+
+def job_cache_policy(root: str) -> CachePolicy:
+    return cache_policy(job_cache_key, root)
 
 
 def shard_result_storage(root: str) -> LocalFileSystem:

@@ -5,35 +5,19 @@ network errors only, the log stream, and the `results-table` artifacts."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from prefect.cache_policies import CachePolicy
 
 from ruinstruct import reports
-from ruinstruct.paths import RunPaths
 from ruinstruct.stages import evaluate as stages
-from tasks.data import _transient, shard_result_storage
+from tasks.data import _transient, job_cache_policy, shard_result_storage
 
 RESULTS_ARTIFACT = "results-table"
 RESULTS_MARKDOWN_ARTIFACT = "results-markdown"
 #: the API judge's retries on network trouble (its 429/5xx backoff per request is the judge's own)
 API_RETRIES, API_RETRY_DELAYS = 2, [30, 120]
-
-
-def eval_cache_key(context, parameters: dict[str, Any]) -> str:
-    """The job's key (stages.evaluate.eval_key: model folder, benchmark settings, data, judge,
-    code version, output). A job whose output holds no finished evaluation of it is submitted
-    with refresh_cache (EvalJob.refresh)."""
-    return parameters["job"].key
-
-
-def eval_cache_policy(root: str) -> CachePolicy:
-    return CachePolicy.from_cache_key_fn(eval_cache_key).configure(
-        key_storage=str(RunPaths(Path(root)).prefect_cache_keys)
-    )
 
 
 def uses_api(job: stages.EvalJob) -> bool:
@@ -68,7 +52,7 @@ def evaluate_model(job: stages.EvalJob) -> dict[str, Any]:
 def evaluate_task_for(root: str, job: stages.EvalJob):
     """The task for `job`: its cache policy and result storage under the run root, and retries
     on network errors for the API judge only (a model that fails to load would fail again)."""
-    options: dict[str, Any] = {"cache_policy": eval_cache_policy(root), "result_storage": shard_result_storage(root),
+    options: dict[str, Any] = {"cache_policy": job_cache_policy(root), "result_storage": shard_result_storage(root),
                                "refresh_cache": job.refresh}
     if uses_api(job):
         options |= {"retries": API_RETRIES, "retry_delay_seconds": API_RETRY_DELAYS, "retry_condition_fn": _transient}

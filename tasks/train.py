@@ -9,24 +9,9 @@ from typing import Any
 
 from prefect import get_run_logger, task
 from prefect.artifacts import create_link_artifact, create_table_artifact
-from prefect.cache_policies import CachePolicy
 
-from ruinstruct.paths import RunPaths
 from ruinstruct.stages import train as stages
-from tasks.data import shard_result_storage
-
-
-def train_cache_key(context, parameters: dict[str, Any]) -> str:
-    """The job's key (stages.train.train_key: dataset content, model, method, settings, process
-    count, code version, output folder). Prefect computes it before the task runs; a cell whose
-    output folder is gone is submitted with refresh_cache (TrainJob.refresh)."""
-    return parameters["job"].key
-
-
-def train_cache_policy(root: str) -> CachePolicy:
-    return CachePolicy.from_cache_key_fn(train_cache_key).configure(
-        key_storage=str(RunPaths(Path(root)).prefect_cache_keys)
-    )
+from tasks.data import job_cache_policy, shard_result_storage
 
 
 @task(
@@ -53,4 +38,4 @@ def train_cell(job: stages.TrainJob) -> dict[str, Any]:
 def train_task_for(root: str):
     """The task with its cache policy and result storage under the run root (so a worker with
     another PREFECT_HOME still finds the records)."""
-    return train_cell.with_options(cache_policy=train_cache_policy(root), result_storage=shard_result_storage(root))
+    return train_cell.with_options(cache_policy=job_cache_policy(root), result_storage=shard_result_storage(root))
