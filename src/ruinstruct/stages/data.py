@@ -172,6 +172,13 @@ def code_version(package_dir: PathLike | None = None, pattern: str = "*.py") -> 
 CODE_VERSION = code_version()
 
 
+def code_version_of(*sources: tuple[PathLike, str]) -> str:
+    """One hash over several (folder, pattern) code sources (a stage's package plus the shared
+    modules it depends on), each hashed by `code_version`."""
+    parts = [code_version(folder, pattern) for folder, pattern in sources]
+    return hashlib.sha256("".join(parts).encode()).hexdigest()[:16]
+
+
 def shard_key(shard_hash: str, translator_id: str, out_path: PathLike, code: str | None = None) -> str:
     """What a translated shard depends on: its content hash, the translator id (model, revision,
     generation settings, dtype), the code version; the output path too, so two run roots never

@@ -70,11 +70,10 @@ def eval_code_version() -> str:
     import ruinstruct
     import ruinstruct.evaluate as evaluate_pkg
 
-    from .data import code_version
+    from .data import code_version_of
 
     pkg = Path(ruinstruct.__file__).parent
-    parts = [code_version(Path(evaluate_pkg.__file__).parent), code_version(pkg, "chat.py")]
-    return hashlib.sha256("".join(parts).encode()).hexdigest()[:16]
+    return code_version_of((Path(evaluate_pkg.__file__).parent, "*.py"), (pkg, "chat.py"))
 
 
 def model_fingerprint(model_dir: str | Path) -> str:

@@ -111,12 +111,10 @@ def train_code_version() -> str:
     import ruinstruct
     import ruinstruct.train as train_pkg
 
-    from .data import code_version
+    from .data import code_version_of
 
     pkg = Path(ruinstruct.__file__).parent
-    parts = [code_version(Path(train_pkg.__file__).parent), code_version(pkg, "chat.py"),
-             code_version(pkg, "models.py")]
-    return hashlib.sha256("".join(parts).encode()).hexdigest()[:16]
+    return code_version_of((Path(train_pkg.__file__).parent, "*.py"), (pkg, "chat.py"), (pkg, "models.py"))
 
 
 def model_identity(spec: ModelSpec) -> dict[str, Any]:
