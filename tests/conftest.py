@@ -7,6 +7,9 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Many tests start Prefect's temporary server in a subprocess; on a loaded 2-core CI machine its
+# start once took over Prefect's default 20 s and failed a test that had nothing to do with it.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
 
 from pathlib import Path  # noqa: E402
 
