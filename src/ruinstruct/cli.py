@@ -78,16 +78,24 @@ def main() -> None:
 
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="run config (YAML profile)")]
 OutputOpt = Annotated[Path | None, typer.Option("--output", "-o", help="run root (overrides the config's)")]
+RunnerOpt = Annotated[str | None, typer.Option(
+    "--runner", help="where translation shards run: default (threads) or dask (overrides the config's runner.kind)")]
 
 
-def _config(path: Path, output: Path | None = None):
+def _config(path: Path, output: Path | None = None, runner: str | None = None):
     from .config import ConfigError, load_config
 
+    if runner is not None and runner not in ("default", "dask"):
+        typer.secho(f"--runner: {runner!r} is not one of: default, dask", fg="red", err=True)
+        raise typer.Exit(2)
     try:
-        return load_config(path).with_root(output)
+        cfg = load_config(path).with_root(output)
     except ConfigError as e:
         typer.secho(str(e), fg="red", err=True)
         raise typer.Exit(2) from None
+    if runner is not None:
+        cfg = cfg.model_copy(update={"runner": cfg.runner.model_copy(update={"kind": runner})})
+    return cfg
 
 
 def _run_flow(flow_fn, config) -> Any:
@@ -130,9 +138,9 @@ def _print_data_outputs(data: dict[str, Any]) -> None:
 
 
 @app.command()
-def run(config: ConfigOpt, output: OutputOpt = None) -> None:
+def run(config: ConfigOpt, output: OutputOpt = None, runner: RunnerOpt = None) -> None:
     """The whole DAG of a run config."""
-    cfg = _config(config, output)
+    cfg = _config(config, output, runner)
     import time
 
     from flows.pipeline import pipeline_flow
@@ -174,9 +182,9 @@ def _print_models(models: dict[str, Any]) -> None:
 
 
 @app.command()
-def data(config: ConfigOpt, output: OutputOpt = None) -> None:
+def data(config: ConfigOpt, output: OutputOpt = None, runner: RunnerOpt = None) -> None:
     """The data flow alone: download, translate, filter, mix."""
-    cfg = _config(config, output)
+    cfg = _config(config, output, runner)
     from flows.data import data_flow
 
     out = _run_flow(data_flow, cfg)
@@ -377,6 +385,52 @@ def chat_render(
     from .chat import render_file
 
     _print_outputs(render_file(model, template, input, output, max_length=max_length, policy=policy))
+
+
+@app.command("deploy")
+def deploy_cmd(
+    gpu_pool: Annotated[str, typer.Option("--gpu-pool", help="type of the ruinstruct-gpu pool when it must be "
+                                          "created: docker | kubernetes")] = "docker",
+    name: Annotated[list[str] | None, typer.Option("--name", "-n", help="deploy only these: FLOW/DEPLOYMENT or "
+                                                   "a name, wildcards allowed ('*/tiny'); repeatable")] = None,
+    prefect_file: Annotated[Path | None, typer.Option("--prefect-file", help="default: the project's "
+                                                      "prefect.yaml")] = None,
+) -> None:
+    """Create the work pools prefect.yaml names that are missing (ruinstruct-cpu: process;
+    ruinstruct-gpu: docker or kubernetes with deployments/*-gpu.json), never changing an existing
+    one, then `prefect --no-prompt deploy` them. Needs PREFECT_API_URL."""
+    from deployments.deploy import deploy
+
+    raise typer.Exit(deploy(name or (), gpu_pool=gpu_pool, prefect_file=prefect_file))
+
+
+@app.command("trigger")
+def trigger_cmd(
+    deployment: Annotated[str, typer.Argument(help="FLOW/DEPLOYMENT, e.g. ruinstruct-pipeline/tiny")],
+    config: Annotated[str, typer.Option("--config", "-c", help="run config: a YAML profile's path as the "
+                                        "worker sees it (configs/tiny.yaml)")],
+    output: Annotated[str | None, typer.Option("--output", "-o", help="run root on the worker")] = None,
+    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="another flow parameter, "
+                                                    "NAME=VALUE (JSON or text); repeatable")] = None,
+    watch: Annotated[bool, typer.Option("--watch", "-w", help="follow the run; exit 0 Completed, 1 "
+                                        "Failed/Crashed/Cancelled")] = False,
+    timeout: Annotated[float | None, typer.Option("--timeout", help="stop watching after S seconds "
+                                                  "(exit 1; the run goes on); implies --watch")] = None,
+) -> None:
+    """Start a run of a deployment on its work pool and print its id and UI address. Needs
+    PREFECT_API_URL and a worker on the deployment's pool."""
+    import sys
+
+    from deployments.deploy import EXIT_INTERRUPTED, trigger
+
+    code = trigger(deployment, config, output, param or (), watch=watch, timeout=timeout)
+    if code == EXIT_INTERRUPTED:
+        # the run goes on on the worker: nothing of ours to stop or resume, so leave without the
+        # signal handler's "a rerun resumes" line (signals.finish)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    raise typer.Exit(code)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,457 @@
+"""`ruinstruct deploy` and `ruinstruct trigger`: the Prefect side of the two commands.
+
+deploy: read which work pools prefect.yaml's deployments name, create the missing ones (never
+touch an existing pool), then run `prefect --no-prompt deploy` in the project folder, so the
+deployments are exactly what prefect.yaml says (the tiny ones record that folder as their working
+directory).
+
+trigger: create a flow run of `<flow>/<deployment>` with `config` (and optional parameters), print
+its id and UI address, and with --watch follow it to a final state; the exit code says how it ended.
+
+Expected errors raise ruinstruct.errors.UserError: the CLI prints the one line and exits 2.
+"""
+
+from __future__ import annotations
+
+import ast
+import fnmatch
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ruinstruct.errors import UserError
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_PREFECT_FILE = ROOT / "prefect.yaml"
+
+CPU_POOL = "ruinstruct-cpu"
+GPU_POOL = "ruinstruct-gpu"
+# pool -> how `ruinstruct deploy` creates it when missing: (type, base job template file or None)
+GPU_POOL_KINDS = {"docker": "deployments/docker-gpu.json", "kubernetes": "deployments/k8s-gpu.json"}
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+Echo = Callable[[str], None]
+
+
+def _echo(line: str) -> None:
+    print(line, flush=True)
+
+
+# ---- prefect.yaml ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DeploymentSpec:
+    flow: str        # the flow's name (what the UI and `prefect deployment run` show)
+    name: str        # the deployment's name
+    entrypoint: str  # path/to/file.py:function
+    pool: str | None
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.flow}/{self.name}"
+
+    @property
+    def function(self) -> str:
+        return self.entrypoint.rsplit(":", 1)[-1]
+
+
+def flow_name_of(entrypoint: str, root: Path) -> str:
+    """The name `@flow(name=...)` gives the entrypoint's function, read from its source (no import:
+    importing a flow module pulls in Prefect and the project); Prefect's default otherwise."""
+    path, _, function = entrypoint.rpartition(":")
+    default = function.replace("_", "-")
+    try:
+        tree = ast.parse((root / path).read_text())
+    except (OSError, SyntaxError, ValueError):
+        return default
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == function:
+            for deco in node.decorator_list:
+                if not isinstance(deco, ast.Call):
+                    continue
+                func = deco.func
+                called = func.id if isinstance(func, ast.Name) else getattr(func, "attr", None)
+                if called != "flow":
+                    continue
+                for kw in deco.keywords:
+                    if kw.arg == "name" and isinstance(kw.value, ast.Constant) and isinstance(kw.value.value, str):
+                        return kw.value.value
+    return default
+
+
+def read_prefect_file(prefect_file: Path) -> list[DeploymentSpec]:
+    """The deployments a prefect.yaml declares (anchors and merge keys resolved, as Prefect does)."""
+    import yaml
+
+    try:
+        raw = yaml.safe_load(prefect_file.read_text())
+    except FileNotFoundError:
+        raise UserError(f"--prefect-file: {prefect_file} does not exist") from None
+    except (OSError, yaml.YAMLError) as e:
+        raise UserError(f"--prefect-file: cannot read {prefect_file}: {str(e).splitlines()[0]}") from None
+    deployments = raw.get("deployments") if isinstance(raw, dict) else None
+    if not isinstance(deployments, list) or not deployments:
+        raise UserError(f"--prefect-file: {prefect_file} declares no deployments")
+    specs = []
+    for i, d in enumerate(deployments):
+        if not isinstance(d, dict) or not d.get("name") or not d.get("entrypoint"):
+            raise UserError(f"{prefect_file}: deployments[{i}] needs a name and an entrypoint")
+        pool = (d.get("work_pool") or {}).get("name")
+        specs.append(DeploymentSpec(flow_name_of(d["entrypoint"], prefect_file.parent), d["name"],
+                                    d["entrypoint"], pool))
+    return specs
+
+
+def select(specs: Sequence[DeploymentSpec], patterns: Sequence[str]) -> list[DeploymentSpec]:
+    """The deployments `--name` patterns pick, in prefect.yaml's order. A pattern with a slash
+    matches `<flow>/<deployment>` ('ruinstruct-data/paper', '*/tiny'); one without matches a
+    deployment name or a flow name ('tiny', 'ruinstruct-pipeline'). Shell wildcards work."""
+    if not patterns:
+        return list(specs)
+    picked: set[int] = set()
+    for pattern in patterns:
+        hits = {
+            i for i, s in enumerate(specs)
+            if (fnmatch.fnmatchcase(s.full_name, pattern) if "/" in pattern
+                else fnmatch.fnmatchcase(s.name, pattern) or fnmatch.fnmatchcase(s.flow, pattern))
+        }
+        if not hits:
+            known = ", ".join(s.full_name for s in specs)
+            raise UserError(f"--name {pattern!r} matches no deployment; known: {known}")
+        picked |= hits
+    return [s for i, s in enumerate(specs) if i in picked]
+
+
+def pools_of(specs: Sequence[DeploymentSpec]) -> list[str]:
+    """The work pools the deployments name, each once, in order."""
+    pools: list[str] = []
+    for s in specs:
+        if not s.pool:
+            raise UserError(f"deployment {s.full_name} names no work_pool in prefect.yaml")
+        if s.pool not in pools:
+            pools.append(s.pool)
+    return pools
+
+
+def pool_plan(pool: str, gpu_pool: str = "docker", root: Path = ROOT) -> tuple[str, Path | None]:
+    """(work pool type, base job template file or None for the type's default) for a pool that
+    `ruinstruct deploy` knows how to create."""
+    if pool == CPU_POOL:
+        return "process", None
+    if pool == GPU_POOL:
+        if gpu_pool not in GPU_POOL_KINDS:
+            raise UserError(f"--gpu-pool {gpu_pool!r}: choose one of {', '.join(GPU_POOL_KINDS)}")
+        template = root / GPU_POOL_KINDS[gpu_pool]
+        return gpu_pool, template if template.is_file() else None
+    raise UserError(
+        f"work pool {pool!r} does not exist and ruinstruct deploy creates only {CPU_POOL} and {GPU_POOL}: "
+        f"create it with `prefect work-pool create {pool} --type TYPE`"
+    )
+
+
+def deploy_args(selected: Sequence[DeploymentSpec], all_specs: Sequence[DeploymentSpec],
+                prefect_file: Path) -> list[str]:
+    """`prefect deploy` arguments for the selection. Prefect matches `--name flow/deployment` by the
+    entrypoint's function name, not the flow's name, so name each one that way."""
+    args = ["--no-prompt", "deploy"]
+    if len(selected) == len(all_specs):
+        args.append("--all")
+    else:
+        for s in selected:
+            args += ["--name", f"{s.function}/{s.name}"]
+    return [*args, "--prefect-file", str(prefect_file)]
+
+
+# ---- server ------------------------------------------------------------------------------------
+
+def api_url() -> str:
+    """PREFECT_API_URL, checked: a server answers there. Without one Prefect would start a
+    temporary server that vanishes with this process, taking the deployments and runs with it."""
+    from prefect.client.orchestration import get_client
+    from prefect.settings import get_current_settings
+
+    url = get_current_settings().api.url
+    if not url:
+        raise UserError(
+            "no Prefect server: PREFECT_API_URL is not set (start one with `prefect server start`, "
+            "then `export PREFECT_API_URL=http://127.0.0.1:4200/api`)"
+        )
+    with get_client(sync_client=True) as client:
+        problem = client.api_healthcheck()
+    if problem is not None:
+        reason = str(problem).splitlines()[0] if str(problem) else type(problem).__name__
+        raise UserError(f"no Prefect server answers at PREFECT_API_URL={url} ({reason})")
+    return url
+
+
+def ui_url_for_flow_run(flow_run_id: Any) -> str | None:
+    from prefect.settings import get_current_settings
+
+    settings = get_current_settings()
+    base = settings.ui_url
+    if not base and settings.api.url:
+        base = settings.api.url.rstrip("/").removesuffix("/api")
+    return f"{base.rstrip('/')}/runs/flow-run/{flow_run_id}" if base else None
+
+
+# ---- ruinstruct deploy -------------------------------------------------------------------------
+
+def _default_template(pool_type: str) -> dict[str, Any] | None:
+    import asyncio
+
+    from prefect.workers.utilities import get_default_base_job_template_for_infrastructure_type
+
+    return asyncio.run(get_default_base_job_template_for_infrastructure_type(pool_type))
+
+
+def ensure_pools(pools: Sequence[str], gpu_pool: str, root: Path, echo: Echo = _echo) -> dict[str, str]:
+    """Create the pools that are missing; leave existing ones as they are. pool -> 'created' |
+    'exists'."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+
+    outcome: dict[str, str] = {}
+    with get_client(sync_client=True) as client:
+        for pool in pools:
+            try:
+                existing = client.read_work_pool(pool)
+            except ObjectNotFound:
+                existing = None
+            if existing is not None:
+                note = ""
+                if pool == GPU_POOL and existing.type != gpu_pool:
+                    note = f" (--gpu-pool {gpu_pool} ignored: delete the pool to change its type)"
+                echo(f"work pool {pool}: exists, type {existing.type}, left as it is{note}")
+                outcome[pool] = "exists"
+                continue
+            pool_type, template_file = pool_plan(pool, gpu_pool, root)
+            if template_file is not None:
+                try:
+                    template = json.loads(template_file.read_text())
+                except (OSError, ValueError) as e:
+                    raise UserError(f"base job template {template_file}: {str(e).splitlines()[0]}") from None
+                source = str(template_file.relative_to(root) if template_file.is_relative_to(root) else template_file)
+            else:
+                template = _default_template(pool_type)
+                source = f"the {pool_type} type's default base job template"
+                if template is None:
+                    raise UserError(f"work pool {pool}: no base job template is known for type {pool_type!r}")
+            try:
+                client.create_work_pool(WorkPoolCreate(name=pool, type=pool_type, base_job_template=template))
+            except ObjectAlreadyExists:  # created meanwhile by someone else: theirs stands
+                echo(f"work pool {pool}: exists (created meanwhile), left as it is")
+                outcome[pool] = "exists"
+                continue
+            echo(f"work pool {pool}: created, type {pool_type}, from {source}")
+            outcome[pool] = "created"
+    return outcome
+
+
+def describe_deployments(specs: Sequence[DeploymentSpec], echo: Echo = _echo) -> list[str]:
+    """One line per deployment as the server has it now; returns the names it could not find."""
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    missing = []
+    with get_client(sync_client=True) as client:
+        for s in specs:
+            try:
+                d = client.read_deployment_by_name(s.full_name)
+            except ObjectNotFound:
+                missing.append(s.full_name)
+                continue
+            extras = []
+            if image := (d.job_variables or {}).get("image"):
+                extras.append(f"image {image}")
+            for sch in d.schedules or []:
+                cron = getattr(sch.schedule, "cron", None) or str(sch.schedule)
+                extras.append(f"schedule {cron} ({'active' if sch.active else 'inactive'})")
+            echo(f"  {s.full_name:28} pool {d.work_pool_name}  config={d.parameters.get('config')}"
+                 + ("  " + "  ".join(extras) if extras else ""))
+    return missing
+
+
+def deploy(
+    names: Sequence[str] = (),
+    gpu_pool: str = "docker",
+    prefect_file: Path | None = None,
+    echo: Echo = _echo,
+) -> int:
+    """Create the missing work pools, run `prefect deploy`, report. Returns the exit code."""
+    prefect_file = (prefect_file or DEFAULT_PREFECT_FILE).resolve()
+    specs = read_prefect_file(prefect_file)
+    selected = select(specs, names)
+    pools = pools_of(selected)
+    for pool in pools:  # refuse an unknown --gpu-pool before touching the server
+        if pool == GPU_POOL:
+            pool_plan(pool, gpu_pool, prefect_file.parent)
+    url = api_url()
+    echo(f"Prefect server: {url}")
+    ensure_pools(pools, gpu_pool, prefect_file.parent, echo)
+
+    cmd = [sys.executable, "-m", "prefect", *deploy_args(selected, specs, prefect_file)]
+    echo(f"$ prefect {' '.join(cmd[3:])}")
+    # prefect deploy reads the folder it runs in: the tiny deployments record it as their working
+    # directory, and build steps use it as the Docker context
+    proc = subprocess.Popen(cmd, cwd=prefect_file.parent, stdin=subprocess.DEVNULL)
+    code = proc.wait()
+    if code != 0:
+        echo(f"prefect deploy failed (exit {code}): see its output above")
+        return code
+    echo(f"deployed {len(selected)} deployment(s):")
+    missing = describe_deployments(selected, echo)
+    if missing:
+        echo(f"not on the server after prefect deploy: {', '.join(missing)}")
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+# ---- ruinstruct trigger ------------------------------------------------------------------------
+
+def parse_params(items: Sequence[str]) -> dict[str, Any]:
+    """--param k=v: the value as JSON when it parses ('3', 'true', '[1, 2]', '{"a": 1}'), else as
+    text, as `prefect deployment run --param` does. `config` and `output` have their own options."""
+    params: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key or not key.isidentifier():
+            raise UserError(f"--param {item!r}: give NAME=VALUE (e.g. --param seed=7)")
+        if key in ("config", "output"):
+            raise UserError(f"--param {item!r}: use --{key} for {key}")
+        if key in params:
+            raise UserError(f"--param {key} is given twice")
+        try:
+            params[key] = json.loads(value)
+        except ValueError:
+            params[key] = value
+    return params
+
+
+def _known_deployments(client) -> list[str]:
+    flows = {f.id: f.name for f in client.read_flows()}
+    return sorted(f"{flows.get(d.flow_id, d.flow_id)}/{d.name}" for d in client.read_deployments())
+
+
+def _config_param(config: str, pool_type: str | None) -> str:
+    """The config path as the worker should see it. A process worker runs the flow in the
+    deployment's working directory, not here: a file that exists here goes as an absolute path.
+    For other pools the path is the image's (relative to /opt/ruinstruct): sent as given."""
+    local = Path(config).expanduser()
+    if pool_type == "process" and local.is_file():
+        return str(local.resolve())
+    return config
+
+
+def _state_line(state) -> str:
+    from datetime import datetime
+
+    line = f"{datetime.now():%H:%M:%S} {state.name}"
+    if state.message:
+        line += f": {state.message}"
+    return line
+
+
+def trigger(
+    name: str,
+    config: str,
+    output: str | None = None,
+    params: Sequence[str] = (),
+    watch: bool = False,
+    timeout: float | None = None,
+    echo: Echo = _echo,
+    poll_s: float = 1.0,
+) -> int:
+    """Start a run of deployment `name` (`<flow>/<deployment>`); with `watch`, follow it. Returns
+    0 when started (or Completed), 1 Failed/Crashed/Cancelled or still running at `timeout`, 130
+    when the watch was interrupted (the run goes on)."""
+    from prefect.client.orchestration import get_client
+    from prefect.deployments import run_deployment
+    from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
+
+    if name.count("/") != 1 or not all(name.split("/")):
+        raise UserError(f"deployment {name!r}: give FLOW/DEPLOYMENT, e.g. ruinstruct-pipeline/tiny")
+    parameters = parse_params(params)
+    if timeout is not None and timeout <= 0:
+        raise UserError(f"--timeout {timeout:g}: give a number of seconds > 0")
+    api_url()
+
+    with get_client(sync_client=True) as client:
+        try:
+            deployment = client.read_deployment_by_name(name)
+        except ObjectNotFound:
+            known = _known_deployments(client)
+            hint = ("known: " + ", ".join(known)) if known else "the server has none: run `ruinstruct deploy`"
+            raise UserError(f"unknown deployment {name!r}; {hint}") from None
+        pool_type = None
+        if deployment.work_pool_name:
+            try:
+                pool_type = client.read_work_pool(deployment.work_pool_name).type
+            except ObjectNotFound:
+                pool_type = None
+
+    parameters["config"] = _config_param(config, pool_type)
+    if output is not None:
+        parameters["output"] = output
+    try:
+        flow_run = run_deployment(deployment.id, parameters=parameters, timeout=0)
+    except PrefectHTTPStatusError as e:
+        detail = e.response.text if e.response is not None else str(e)
+        try:
+            detail = json.loads(detail).get("detail", detail)
+        except (ValueError, AttributeError):
+            pass
+        raise UserError(f"{name}: the server refused the run: {str(detail).splitlines()[0]}") from None
+
+    echo(f"flow run {flow_run.name} ({flow_run.id}) of {name}, on pool {deployment.work_pool_name}")
+    echo(f"parameters: {json.dumps(parameters, ensure_ascii=False)}")
+    if url := ui_url_for_flow_run(flow_run.id):
+        echo(f"UI: {url}")
+    if not watch and timeout is None:
+        echo(f"follow it: ruinstruct trigger ... --watch, or `prefect flow-run logs {flow_run.id}`")
+        return EXIT_OK
+    return watch_run(flow_run.id, deployment.work_pool_name, timeout, echo, poll_s)
+
+
+def watch_run(flow_run_id, pool: str | None, timeout: float | None, echo: Echo = _echo,
+              poll_s: float = 1.0) -> int:
+    """Print each state change until a final state (0 Completed, 1 otherwise), `timeout` (1), or
+    Ctrl-C (130; the run goes on on the worker)."""
+    from prefect.client.orchestration import get_client
+
+    deadline = time.monotonic() + timeout if timeout else None
+    last = None
+    hinted = False
+    try:
+        with get_client(sync_client=True) as client:
+            while True:
+                flow_run = client.read_flow_run(flow_run_id)
+                state = flow_run.state
+                if state is not None and (state.type, state.name, state.message) != last:
+                    last = (state.type, state.name, state.message)
+                    echo(_state_line(state))
+                    if state.name == "Late" and not hinted and pool:
+                        hinted = True
+                        echo(f"  no worker has taken it yet: is one running? `prefect worker start --pool {pool}`")
+                if state is not None and state.is_final():
+                    if state.is_completed():
+                        return EXIT_OK
+                    echo(f"flow run {flow_run.name} ({flow_run_id}) ended {state.name}"
+                         + (f": {state.message}" if state.message else ""))
+                    return EXIT_FAILED
+                if deadline is not None and time.monotonic() >= deadline:
+                    echo(f"flow run {flow_run.name} ({flow_run_id}) is still {state.name if state else 'pending'}"
+                         f" after {timeout:g} s; it goes on: `prefect flow-run inspect {flow_run_id}`")
+                    return EXIT_FAILED
+                time.sleep(poll_s)
+    except KeyboardInterrupt:
+        echo(f"\nstopped watching; flow run {flow_run_id} goes on on the worker "
+             f"(`prefect flow-run cancel {flow_run_id}` stops it)")
+        return EXIT_INTERRUPTED
