@@ -22,16 +22,17 @@ from tasks.data import (
     load_source,
     make_shards,
     mix_dataset,
+    shard_runner,
     translate_shards,
 )
 
 
 @flow(name="ruinstruct-data", log_prints=True, persist_result=False)
 def data_flow(
-    config: RunConfig | None = None, config_file: str | None = None, output: str | None = None
+    config: RunConfig | str | None = None, output: str | None = None
 ) -> dict[str, Any]:
     """Build the Russian+English instruction dataset of one run config."""
-    run = stages.prepare_run(config, config_file, output)  # refuses a bad config before any work
+    run = stages.prepare_run(config, output)  # refuses a bad config before any work
     config, paths, root = run.config, run.paths, run.root
     logger = get_run_logger()
     src_lang = run.translation.src_lang
@@ -44,7 +45,9 @@ def data_flow(
     for src, ld in zip(config.data.sources, loads, strict=True):
         if src.translate:
             refs += make_shards(src.name, ld["raw"], run.translation.shard_size, str(paths.shards), src_lang)
-    done, failed = translate_shards(run, stages.shard_jobs(refs, paths, run.translator_id))
+    jobs = stages.shard_jobs(refs, paths, run.translator_id, config.faults.fail_shards_once)
+    with shard_runner(config.runner) as runner:
+        done, failed = translate_shards(run, jobs, runner)
     runtime.release_translators()  # free the translator (and the GPU) for what comes after
 
     if failed:
@@ -72,4 +75,4 @@ def data_flow(
 if __name__ == "__main__":
     import sys
 
-    data_flow(config_file=sys.argv[1] if len(sys.argv) > 1 else "configs/tiny.yaml")
+    data_flow(config=sys.argv[1] if len(sys.argv) > 1 else "configs/tiny.yaml")

@@ -21,14 +21,13 @@ from tasks.evaluate import evaluate_task_for, publish_results
 
 @flow(name="ruinstruct-evaluate", log_prints=True, persist_result=False)
 def evaluate_flow(
-    config: RunConfig | None = None,
-    config_file: str | None = None,
+    config: RunConfig | str | None = None,
     output: str | None = None,
     models: list[str] | None = None,
 ) -> dict[str, Any]:
     """Evaluate the trained models of the matrix (`models`: these <model>-<method>-<data> cells
     only); an evaluation that fails fails alone, and the flow names it after the table is out."""
-    config = resolve_config(config, config_file, output)
+    config = resolve_config(config, output)
     logger = get_run_logger()
     if config.evaluation is None:
         logger.info("no `evaluation:` section: nothing to evaluate")
@@ -67,4 +66,4 @@ def evaluate_flow(
 if __name__ == "__main__":
     import sys
 
-    evaluate_flow(config_file=sys.argv[1] if len(sys.argv) > 1 else "configs/tiny.yaml")
+    evaluate_flow(config=sys.argv[1] if len(sys.argv) > 1 else "configs/tiny.yaml")

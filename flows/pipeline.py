@@ -21,12 +21,12 @@ from ruinstruct.stages.evaluate import preflight as evaluation_preflight
 
 @flow(name="ruinstruct-pipeline", log_prints=True, persist_result=False)
 def pipeline_flow(
-    config: RunConfig | None = None, config_file: str | None = None, output: str | None = None
+    config: RunConfig | str | None = None, output: str | None = None
 ) -> dict[str, Any]:
     """Run every stage of the config: data, fine-tuning, evaluation and the results table. A
     model whose training failed is left out of the evaluation; the others are still evaluated,
     and the run ends Failed naming what failed."""
-    config = resolve_config(config, config_file, output)
+    config = resolve_config(config, output)
     evaluation_preflight(config)  # a missing benchmark file fails now, not after the fine-tuning
     outputs: dict[str, Any] = {"data": data_flow(config=config)}
     if config.training is None:

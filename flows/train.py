@@ -20,10 +20,10 @@ from tasks.train import train_task_for
 
 @flow(name="ruinstruct-train", log_prints=True, persist_result=False)
 def train_flow(
-    config: RunConfig | None = None, config_file: str | None = None, output: str | None = None
+    config: RunConfig | str | None = None, output: str | None = None
 ) -> dict[str, Any]:
     """Fine-tune every cell of the config's training matrix; a failed cell fails alone."""
-    config = resolve_config(config, config_file, output)
+    config = resolve_config(config, output)
     logger = get_run_logger()
     jobs, failed = stages.plan_jobs(config)
     for f in failed:
@@ -53,4 +53,4 @@ def train_flow(
 if __name__ == "__main__":
     import sys
 
-    train_flow(config_file=sys.argv[1] if len(sys.argv) > 1 else "configs/tiny.yaml")
+    train_flow(config=sys.argv[1] if len(sys.argv) > 1 else "configs/tiny.yaml")

@@ -4,6 +4,9 @@ tags, logging and artifacts. Tasks exchange paths and small dicts, never dataset
 from __future__ import annotations
 
 import hashlib
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +15,9 @@ from prefect.artifacts import create_markdown_artifact, create_progress_artifact
 from prefect.cache_policies import CachePolicy
 from prefect.filesystems import LocalFileSystem
 from prefect.futures import as_completed
+from prefect.task_runners import TaskRunner
 
-from ruinstruct.config import RunConfig, SourceConfig, TranslationConfig
+from ruinstruct.config import RunConfig, RunnerConfig, SourceConfig, TranslationConfig
 from ruinstruct.data_report import build_report, report_markdown
 from ruinstruct.filters.report import filter_report_markdown
 from ruinstruct.io import write_json
@@ -116,15 +120,67 @@ def shard_result_storage(root: str) -> LocalFileSystem:
     task_run_name="translate-{ref[source]}-{ref[index]}",
 )
 def translate_shard(
-    ref: dict[str, Any], translation: TranslationConfig, translator_id: str, out_path: str, cache_path: str
+    ref: dict[str, Any], translation: TranslationConfig, translator_id: str, out_path: str, cache_path: str,
+    fault: str | None = None,
 ) -> dict[str, Any]:
     """Translate one shard (cached on its content + translator; see shard_cache_key)."""
-    return stages.translate_shard(ref, out_path, translation, cache_path, translator_id)
+    return stages.translate_shard(ref, out_path, translation, cache_path, translator_id, fault)
 
 
-def translate_shards(run: stages.DataRun, jobs: list[stages.ShardJob]) -> tuple[list[dict], list[dict]]:
-    """Submit every shard job, follow them to their final states with a progress artifact and
-    bar; returns (finished shard stats with "cached", failed shards). Not a task: it submits."""
+def _ephemeral_api_url() -> str | None:
+    """The URL of the temporary server this process started (no PREFECT_API_URL: `ruinstruct
+    data` without a server), which Prefect keeps out of the settings."""
+    from prefect.server.api.server import SubprocessASGIServer
+
+    server = SubprocessASGIServer()  # the process-wide instance get_client() started
+    return server.api_url if getattr(server, "running", False) else None
+
+
+@contextmanager
+def shard_runner(runner: RunnerConfig) -> Iterator[TaskRunner | None]:
+    """The task runner the translation shards go to: None (the flow's own threads) or a started
+    DaskTaskRunner on the cluster at `runner.address`, or on a LocalCluster of `n_workers`
+    processes that lives as long as the block."""
+    if runner.kind != "dask":
+        yield None
+        return
+    from prefect.settings import PREFECT_API_URL
+    from prefect_dask import DaskTaskRunner
+
+    # Dask workers report their task runs to this flow run's API; a worker without
+    # PREFECT_API_URL would start a temporary server of its own. LocalCluster's worker processes
+    # inherit this environment; a remote cluster's workers must have it set (README).
+    api = PREFECT_API_URL.value() or _ephemeral_api_url()
+    saved = os.environ.get("PREFECT_API_URL")
+    if api and runner.address is None:
+        os.environ["PREFECT_API_URL"] = api
+    if runner.address is not None:
+        dask = DaskTaskRunner(address=runner.address)
+    else:
+        dask = DaskTaskRunner(
+            cluster_class="distributed.LocalCluster",
+            cluster_kwargs={"n_workers": runner.n_workers, "threads_per_worker": runner.threads_per_worker,
+                            "processes": True, "dashboard_address": None},
+        )
+    try:
+        with dask:
+            get_run_logger().info(
+                "translation shards on Dask: %s", runner.address or f"LocalCluster({runner.n_workers} workers)"
+            )
+            yield dask
+    finally:
+        if saved is None:
+            os.environ.pop("PREFECT_API_URL", None)
+        else:
+            os.environ["PREFECT_API_URL"] = saved
+
+
+def translate_shards(
+    run: stages.DataRun, jobs: list[stages.ShardJob], runner: TaskRunner | None = None
+) -> tuple[list[dict], list[dict]]:
+    """Submit every shard job (to `runner`, else the flow's task runner), follow them to their
+    final states with a progress artifact and bar; returns (finished shard stats with "cached",
+    failed shards). Not a task: it submits."""
     from tqdm import tqdm
 
     progress_id = create_progress_artifact(
@@ -133,12 +189,14 @@ def translate_shards(run: stages.DataRun, jobs: list[stages.ShardJob]) -> tuple[
     shard_task = translate_shard.with_options(
         cache_policy=shard_cache_policy(run.root), result_storage=shard_result_storage(run.root)
     )
-    futures = [
-        shard_task.with_options(refresh_cache=job.refresh).submit(
-            job.ref, run.translation, run.translator_id, job.out, run.cache_dir
-        )
-        for job in jobs
-    ]
+
+    def submit(job: stages.ShardJob):
+        task = shard_task.with_options(refresh_cache=job.refresh)
+        params = {"ref": job.ref, "translation": run.translation, "translator_id": run.translator_id,
+                  "out_path": job.out, "cache_path": run.cache_dir, "fault": job.fault}
+        return runner.submit(task, parameters=params) if runner is not None else task.submit(**params)
+
+    futures = [submit(job) for job in jobs]
     by_future = {id(f): job.ref for f, job in zip(futures, jobs, strict=True)}
     done: list[dict[str, Any]] = []
     failed: list[dict[str, Any]] = []

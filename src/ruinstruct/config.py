@@ -527,6 +527,49 @@ class MtBenchConfig(Strict):
         return self.judge.partition(":")[0]
 
 
+class RunnerConfig(Strict):
+    """Where the data flow's translation shards run. `default`: threads of the flow's own process
+    (Prefect's ThreadPoolTaskRunner). `dask`: Prefect's DaskTaskRunner, on the cluster at `address`
+    or on a LocalCluster of `n_workers` processes started for the run; each worker process loads
+    its own translator, so in production each Dask worker gets one GPU. The dataset is the same,
+    byte for byte, whichever runner translated it."""
+
+    kind: Literal["default", "dask"] = Field(default="default", description="default | dask")
+    address: str | None = Field(
+        default=None, description="dask: scheduler address of an existing cluster (tcp://host:8786); null: a LocalCluster"
+    )
+    n_workers: int = Field(default=2, ge=1, description="dask LocalCluster: worker processes (one GPU each in production)")
+    threads_per_worker: int = Field(default=1, ge=1, description="dask LocalCluster: threads per worker process")
+
+    @model_validator(mode="after")
+    def _address_for_dask(self) -> RunnerConfig:
+        if self.address is not None and self.kind != "dask":
+            raise FieldError("address", "is only used with kind: dask")
+        if self.address is not None and "://" not in self.address:
+            raise FieldError("address", f"{self.address!r} is not a scheduler address (e.g. tcp://10.0.0.5:8786)")
+        return self
+
+
+class FaultsConfig(Strict):
+    """Injected failures, for tests of the retry path (the end-to-end tests and a user checking a
+    deployment): never set them in a real profile."""
+
+    fail_shards_once: list[str] = Field(
+        default_factory=list,
+        description="translation shards (source#index, e.g. dolly#1) that fail the first time they run in this run "
+        "root; a marker under <root>/data/faults/ records it, so a retry of the flow run succeeds",
+    )
+
+    @field_validator("fail_shards_once")
+    @classmethod
+    def _shard_names(cls, v: list[str]) -> list[str]:
+        for name in v:
+            source, _, index = name.rpartition("#")
+            if not source or not index.isdigit():
+                raise ValueError(f"{name!r} is not source#index (e.g. dolly#1)")
+        return v
+
+
 class EvaluationConfig(Strict):
     """Which benchmarks run on every fine-tuned model of the matrix (Table 1's columns); a section
     left out is not run. Outputs: <root>/eval/<model>-<method>-<data>/, results in <root>/results/."""
@@ -579,6 +622,10 @@ class RunConfig(Strict):
     evaluation: EvaluationConfig | None = Field(
         default=None, description="benchmarks run on every fine-tuned model (needs `training`); unset: no evaluation"
     )
+    runner: RunnerConfig = Field(
+        default_factory=RunnerConfig, description="where translation shards run: in-process threads or a Dask cluster"
+    )
+    faults: FaultsConfig = Field(default_factory=FaultsConfig, description="injected failures, for tests only")
 
     @field_validator("translation")
     @classmethod
@@ -587,6 +634,16 @@ class RunConfig(Strict):
         wanted = [s.name for s in data.sources if s.translate] if data else []
         if wanted and not (getattr(v, "model", None) or "").strip():
             raise ValueError(f"translation.model is empty but these sources have translate: true: {wanted}")
+        return v
+
+    @field_validator("faults")
+    @classmethod
+    def _fault_sources(cls, v: FaultsConfig, info: ValidationInfo) -> FaultsConfig:
+        data = info.data.get("data")
+        names = {s.name for s in data.sources if s.translate} if data else set()
+        for i, name in enumerate(v.fail_shards_once):
+            if name.rpartition("#")[0] not in names:
+                raise FieldError(f"fail_shards_once[{i}]", f"{name!r}: no translated source of that name; known: {sorted(names)}")
         return v
 
     @field_validator("evaluation")
@@ -694,20 +751,22 @@ def load_config(path: str | os.PathLike[str]) -> RunConfig:
 
 
 def resolve_config(
-    config: RunConfig | None = None,
-    config_file: str | os.PathLike[str] | None = None,
+    config: RunConfig | str | os.PathLike[str] | None = None,
     output: str | os.PathLike[str] | None = None,
 ) -> RunConfig:
-    """The config a flow runs: `config`, or the profile at `config_file`; `output` (relative to
-    the working directory) overrides the root. Re-validated, since a config built in Python with
-    model_copy skips the cross-field checks; the root comes back absolute, so every stage and
-    every worker thread sees the same folder."""
-    if config is None:
-        if not config_file:
-            raise ValueError("pass `config` (the run config) or `config_file` (a YAML profile)")
-        config = load_config(config_file)
+    """The config a flow runs: `config` is the run config itself or the path of a YAML profile
+    (relative to the working directory: a deployment's runs start in the project folder);
+    `output` (relative to the working directory) overrides the root. Re-validated, since a config
+    built in Python with model_copy skips the cross-field checks; the root comes back absolute,
+    so every stage and every worker thread sees the same folder."""
+    if config is None or (isinstance(config, str) and not config.strip()):
+        raise ConfigError("config: pass the run config or the path of a YAML profile (e.g. configs/tiny.yaml)")
+    if isinstance(config, (str, os.PathLike)):
+        config = load_config(config)
+    # a dict: the API or the UI's form sent the model as JSON
+    raw = config if isinstance(config, dict) else config.model_dump()
     try:
-        config = RunConfig.model_validate(config.model_dump())
+        config = RunConfig.model_validate(raw)
     except ValidationError as e:
-        raise _config_error(f"run config {config.name!r}", e) from None
+        raise _config_error(f"run config {raw.get('name')!r}", e) from None
     return config.with_root(Path(output or config.root_path).resolve())

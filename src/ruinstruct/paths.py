@@ -14,6 +14,7 @@
     <root>/data/final/README.md                 its dataset card
     <root>/data/final/stats.json                its counts, licenses and upstreams (no machine path)
     <root>/data/report.json                     the data report
+    <root>/data/faults/<source>-<index>         an injected shard fault fired (faults.fail_shards_once)
     <root>/models/<model>-<method>-<data>/      one fine-tuning run (train/sft.py writes it)
     <root>/models/<model>-<method>-<data>/train_key.json      its cache key, and whether it finished
     <root>/eval/<model>-<method>-<data>/mmlu_en.json, mmlu_ru.json     MMLU scores and per-question predictions
@@ -104,6 +105,10 @@ class RunPaths:
     @property
     def rejects(self) -> Path:
         return self.data / "rejects"
+
+    def fault_marker(self, source: str, index: int) -> Path:
+        """Written when an injected fault of shard `index` of `source` fires (config `faults`)."""
+        return self.data / "faults" / f"{source}-{index}"
 
     @property
     def final(self) -> Path:

@@ -169,4 +169,4 @@ def test_path_rule_profile_paths_vs_default_root(tmp_path, monkeypatch):
     assert hub.translation.model == "org/m" and hub.root is None
     assert resolve_config(hub).root == str(cwd / "runs/y")
     assert resolve_config(hub, output="elsewhere").root == str(cwd / "elsewhere")
-    assert resolve_config(config_file=prof / "h.yaml").root == str(cwd / "runs/y")
+    assert resolve_config(prof / "h.yaml").root == str(cwd / "runs/y")

@@ -47,14 +47,14 @@ def test_no_file_name_is_spelled_twice():
 
 
 def test_the_paper_deployment_runs_on_a_gpu_pool():
-    """A profile that translates on CUDA must not be deployed to the CPU pool."""
+    """A profile that translates on CUDA must not be deployed to the CPU pool, and the reverse."""
     from ruinstruct.config import load_config
 
     spec = yaml.safe_load((REPO / "prefect.yaml").read_text())
     pools = {}
     for d in spec["deployments"]:
-        cfg = load_config(REPO / d["parameters"]["config_file"])
-        pools[d["name"]] = (cfg.translation.device, d["work_pool"]["name"])
-    assert pools["data-paper"] == ("cuda", "ruinstruct-gpu")
+        cfg = load_config(REPO / d["parameters"]["config"])
+        pools[(d["entrypoint"], d["name"])] = (cfg.translation.device, d["work_pool"]["name"])
+    assert pools[("flows/data.py:data_flow", "paper")] == ("cuda", "ruinstruct-gpu")
     for name, (device, pool) in pools.items():
         assert (device == "cuda") == (pool == "ruinstruct-gpu"), name

@@ -26,6 +26,7 @@ from ..io import (
     write_dialogs,
     write_json,
     write_jsonl,
+    write_text,
 )
 from ..paths import RunPaths, stats_sidecar
 from ..schema import Dialog, content_hash
@@ -104,11 +105,11 @@ def preflight(config: RunConfig) -> None:
 
 
 def prepare_run(
-    config: RunConfig | None = None, config_file: PathLike | None = None, output: PathLike | None = None
+    config: RunConfig | PathLike | None = None, output: PathLike | None = None
 ) -> DataRun:
     """Everything a data run settles before any work: the validated config with an absolute
     root, the profile's environment (hf_offline), and the resolved translation settings."""
-    config = resolve_config(config, config_file, output)
+    config = resolve_config(config, output)
     runtime.set_hf_offline(config.data.hf_offline)  # before `datasets` is first imported
     translation = config.translation
     preflight(config)
@@ -198,6 +199,7 @@ class ShardJob:
     ref: dict[str, Any]
     out: str
     refresh: bool
+    fault: str | None = None  # an injected fault's marker (config `faults`): fail once, then run
 
 
 def finished_shard(out_path: PathLike, code: str | None = None) -> dict[str, Any] | None:
@@ -213,16 +215,36 @@ def finished_shard(out_path: PathLike, code: str | None = None) -> dict[str, Any
     return stats if stats.get("code") == (code or CODE_VERSION) else None
 
 
-def shard_jobs(refs: Iterable[dict[str, Any]], paths: RunPaths, translator_id: str) -> list[ShardJob]:
+def shard_jobs(
+    refs: Iterable[dict[str, Any]], paths: RunPaths, translator_id: str, fail_once: Iterable[str] = ()
+) -> list[ShardJob]:
+    fail_once = set(fail_once)
     jobs = []
     for ref in refs:
         out = paths.shard_output(ref, translator_id)
-        jobs.append(ShardJob(ref=ref, out=str(out), refresh=finished_shard(out) is None))
+        fault = f"{ref['source']}#{ref['index']}" in fail_once
+        jobs.append(ShardJob(ref=ref, out=str(out), refresh=finished_shard(out) is None,
+                             fault=str(paths.fault_marker(ref["source"], ref["index"])) if fault else None))
     return jobs
 
 
+class InjectedFault(UserError):
+    """The failure a test asked for (config `faults`). A UserError, so the task does not retry it
+    at once: the flow run fails, and a retry of the flow run is what recovers."""
+
+
+def inject_fault(marker: PathLike | None, ref: dict[str, Any]) -> None:
+    """Fail the first time a shard with an injected fault runs in this root; the marker file
+    makes the next attempt (a retry of the flow run) go through."""
+    if marker is None or Path(marker).exists():
+        return
+    write_text(marker, f"{ref['source']}#{ref['index']}\n")
+    raise InjectedFault(f"injected fault (faults.fail_shards_once): shard {ref['source']}#{ref['index']}")
+
+
 def translate_shard(
-    ref: dict[str, Any], out_path: PathLike, cfg: TranslationConfig, cache_path: PathLike, translator_id: str
+    ref: dict[str, Any], out_path: PathLike, cfg: TranslationConfig, cache_path: PathLike, translator_id: str,
+    fault: PathLike | None = None,
 ) -> dict[str, Any]:
     """Translate one shard to `out_path`; idempotent: a shard whose output and stats were both
     written by this code version (a run killed before its Prefect cache record was committed)
@@ -233,6 +255,7 @@ def translate_shard(
     finished = finished_shard(out_path)
     if finished is not None:
         return {**finished, "reused": True}
+    inject_fault(fault, ref)
     require_file(ref["path"], "shard input")
     sidecar = stats_sidecar(out_path)
     # the old stats go before the output is replaced: a run killed in between finds an output
