@@ -31,7 +31,8 @@ RUN apt-get update \
 RUN pip install --index-url "${TORCH_INDEX}" "torch==${TORCH_VERSION}" \
     && printf 'torch==%s\nprefect==%s\n' "${TORCH_VERSION}" "${PREFECT_VERSION}" > /opt/venv/constraints.txt
 
-RUN useradd --create-home --uid "${UID}" --shell /bin/bash ruinstruct \
+RUN groupadd --gid "${UID}" ruinstruct \
+    && useradd --create-home --uid "${UID}" --gid "${UID}" --shell /bin/bash ruinstruct \
     && mkdir -p /cache/hf /cache/runs /cache/torch_extensions /opt/ruinstruct \
     && chown -R ruinstruct:ruinstruct /cache
 
@@ -54,12 +55,15 @@ RUN pip install -c /opt/venv/constraints.txt ".[${EXTRAS}]" \
     && ln -s /cache/runs /opt/ruinstruct/runs \
     && HF_HUB_OFFLINE=1 ruinstruct make-tiny --out .cache/tiny
 
+# hadolint's DL3064 reads TOKENIZERS_PARALLELISM as a token: it is a switch, no secret
+# hadolint ignore=DL3064
 ENV HF_HOME=/cache/hf \
     RUINSTRUCT_CACHE=/cache \
     TORCH_EXTENSIONS_DIR=/cache/torch_extensions \
     TOKENIZERS_PARALLELISM=false \
     PREFECT_SERVER_ANALYTICS_ENABLED=false
 
-USER ruinstruct
+# numeric, so that Kubernetes' runAsNonRoot can check it (k8s-gpu.json runs as 10001)
+USER ${UID}:${UID}
 ENTRYPOINT ["/opt/ruinstruct/docker/entrypoint.sh"]
 CMD ["ruinstruct", "--help"]

@@ -34,8 +34,7 @@ ENV DEBIAN_FRONTEND=noninteractive \
 RUN apt-get update \
     && apt-get install -y --no-install-recommends python3 python3-venv python3-dev g++ ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
-    && python3 -m venv /opt/venv \
-    && pip install --upgrade pip
+    && python3 -m venv /opt/venv
 
 # torch first, from the CUDA index: a bare `torch` from PyPI would be whatever build PyPI serves.
 # The constraint file keeps every later install on this torch and this Prefect (pip fails instead
@@ -43,7 +42,8 @@ RUN apt-get update \
 RUN pip install --index-url "${TORCH_INDEX}" "torch==${TORCH_VERSION}" \
     && printf 'torch==%s\nprefect==%s\n' "${TORCH_VERSION}" "${PREFECT_VERSION}" > /opt/venv/constraints.txt
 
-RUN useradd --create-home --uid "${UID}" --shell /bin/bash ruinstruct \
+RUN groupadd --gid "${UID}" ruinstruct \
+    && useradd --create-home --uid "${UID}" --gid "${UID}" --shell /bin/bash ruinstruct \
     && mkdir -p /cache/hf /cache/runs /cache/torch_extensions /opt/ruinstruct \
     && chown -R ruinstruct:ruinstruct /cache
 
@@ -70,12 +70,15 @@ RUN pip install -c /opt/venv/constraints.txt ".[${EXTRAS}]" \
 # The shared volume (mounted at /cache by the pool templates and compose): the Hugging Face cache,
 # compiled DeepSpeed ops, and runs/ (the default run roots, their translation caches, persisted task
 # results and results tables).
+# hadolint's DL3064 reads TOKENIZERS_PARALLELISM as a token: it is a switch, no secret
+# hadolint ignore=DL3064
 ENV HF_HOME=/cache/hf \
     RUINSTRUCT_CACHE=/cache \
     TORCH_EXTENSIONS_DIR=/cache/torch_extensions \
     TOKENIZERS_PARALLELISM=false
 
-USER ruinstruct
+# numeric, so that Kubernetes' runAsNonRoot can check it (k8s-gpu.json runs as 10001)
+USER ${UID}:${UID}
 ENTRYPOINT ["/opt/ruinstruct/docker/entrypoint.sh"]
 # A Docker or Kubernetes pool replaces this with `prefect flow-run execute`; compose starts a worker.
 CMD ["ruinstruct", "--help"]
