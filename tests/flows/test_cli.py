@@ -205,6 +205,7 @@ ERROR_CASES = {
                               "--rejected", "r.jsonl"], "ru.jsonl"),
     "config field typo": (["data", "--config", "typo.yaml"], "translation.num_beam"),
     "missing config": (["mix", "--config", "./nowhere/profile.yaml"], "nowhere/profile.yaml"),
+    "runner typo": (["data", "--config", "typo.yaml", "--runner", "dusk"], "--runner: 'dusk' is not one of: default, dask"),
     # checked before Prefect starts: no task traceback in the log
     "missing source file": (["data", "--config", "missing_source.yaml", "--output", "run"],
                             "data.sources[1].path (oasst1) not found"),

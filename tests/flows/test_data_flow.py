@@ -244,3 +244,54 @@ def test_empty_source_is_a_warning_and_no_valid_input_at_all_fails(tmp_path, tin
     assert state.is_failed()
     assert "no valid dialogs" in state.message and "local/empty" in state.message
     assert not RunPaths(tmp_path / "run2").final.exists()
+
+
+def test_injected_fault_fails_once_then_the_rerun_recomputes_only_it(tmp_path, tiny_dir, spy):
+    """The config's faults.fail_shards_once (what the e2e retry tests inject): the shard fails
+    the first time in this root, is not retried by the task itself, and passes the next time."""
+    from ruinstruct.config import FaultsConfig
+
+    base = tiny_run_config(tiny_dir, tmp_path / "run")
+    cfg = base.model_copy(update={"faults": FaultsConfig(fail_shards_once=["dolly#1"])})
+    paths = RunPaths(tmp_path / "run")
+    state = run(cfg)
+    assert state.is_failed()
+    assert "dolly#1" in state.message
+    states = shard_states(task_states(state))
+    assert {k for k, v in states.items() if v == "Failed"} == {"translate-dolly-1"}
+    assert set(states.values()) == {"Completed", "Failed"}
+    assert ("dolly", 1) not in spy.shards  # failed before any translation, and not retried at once
+    assert paths.fault_marker("dolly", 1).read_text() == "dolly#1\n"
+    assert len(list(paths.translated.rglob("*.parquet"))) == len(states) - 1
+
+    spy.shards.clear()
+    state2 = run(cfg)
+    assert state2.is_completed(), state2.message
+    states2 = shard_states(task_states(state2))
+    assert {k for k, v in states2.items() if v != "Cached"} == {"translate-dolly-1"}
+    assert states2["translate-dolly-1"] == "Completed"
+    assert spy.shards == [("dolly", 1)]
+
+
+def test_dask_runner_gives_the_same_dataset_bytes(first_run, tmp_path, tiny_dir):
+    """runner: dask on a real LocalCluster of 2 worker processes: every shard task run is
+    reported to this flow's server (not to a server of the worker's own), and the dataset is
+    the default runner's, byte for byte (every file of the dataset folder)."""
+    from ruinstruct import runtime
+    from ruinstruct.config import RunnerConfig
+
+    runtime.release_all()
+    cfg, _ = first_run
+    other = tiny_run_config(tiny_dir, tmp_path / "dask").model_copy(
+        update={"runner": RunnerConfig(kind="dask", n_workers=2)}
+    )
+    state = run(other)
+    assert state.is_completed(), state.message
+    default_states = shard_states(task_states(first_run[1]))
+    states = shard_states(task_states(state))
+    assert set(states) == set(default_states) and set(states.values()) == {"Completed"}
+    a_root, b_root = RunPaths(Path(cfg.root)).final, RunPaths(tmp_path / "dask").final
+    a = {p.relative_to(a_root): p.read_bytes() for p in sorted(a_root.rglob("*")) if p.is_file()}
+    b = {p.relative_to(b_root): p.read_bytes() for p in sorted(b_root.rglob("*")) if p.is_file()}
+    assert set(a) == set(b) and len(a) >= 4
+    assert [k for k in a if a[k] != b[k]] == []

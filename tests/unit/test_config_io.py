@@ -170,3 +170,53 @@ def test_path_rule_profile_paths_vs_default_root(tmp_path, monkeypatch):
     assert resolve_config(hub).root == str(cwd / "runs/y")
     assert resolve_config(hub, output="elsewhere").root == str(cwd / "elsewhere")
     assert resolve_config(prof / "h.yaml").root == str(cwd / "runs/y")
+
+
+def test_resolve_config_takes_a_model_a_dict_or_a_yaml_path(tmp_path, monkeypatch):
+    """A deployment's `config` parameter: the model, its JSON (the API, the UI's form) or the
+    path of a profile, relative to the working directory (the project folder of a flow run)."""
+    from ruinstruct.config import resolve_config
+
+    monkeypatch.chdir(REPO)
+    by_path = resolve_config("configs/tiny.yaml")
+    assert by_path.name == "tiny" and by_path.root == str(REPO / "runs/tiny")
+    assert resolve_config(by_path.model_dump()) == by_path
+    assert resolve_config(by_path, tmp_path / "out").root == str(tmp_path / "out")
+    with pytest.raises(ConfigError, match="config file not found: nope.yaml"):
+        resolve_config("nope.yaml")
+    for empty in (None, "", "  "):
+        with pytest.raises(ConfigError, match="^config: pass the run config"):
+            resolve_config(empty)
+    bad = {**by_path.model_dump(), "runner": {"kind": "spark"}}
+    with pytest.raises(ConfigError, match=r"runner\.kind"):
+        resolve_config(bad)
+
+
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        ({"runner": {"kind": "dusk"}}, r"runner\.kind: Input should be 'default' or 'dask'"),
+        ({"runner": {"address": "tcp://h:8786"}}, r"runner\.address: is only used with kind: dask"),
+        ({"runner": {"kind": "dask", "address": "h:8786"}}, r"runner\.address: 'h:8786' is not a scheduler address"),
+        ({"runner": {"kind": "dask", "n_workers": 0}}, r"runner\.n_workers: Input should be greater than or equal to 1"),
+        ({"runner": {"kind": "dask", "nworkers": 2}}, r"runner\.nworkers: Extra inputs are not permitted"),
+        ({"faults": {"fail_shards_once": ["dolly-1"]}}, r"faults\.fail_shards_once: .*'dolly-1' is not source#index"),
+        ({"faults": {"fail_shards_once": ["dolly#1", "saiga#0"]}},
+         r"faults\.fail_shards_once\[1\]: 'saiga#0': no translated source of that name"),
+    ],
+)
+def test_runner_and_faults_errors_name_the_field(tmp_path, section, message):
+    import yaml
+
+    raw = yaml.safe_load((REPO / "configs/tiny.yaml").read_text())
+    raw.update(section)
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match=message):
+        load_config(tmp_path / "c.yaml")
+
+
+def test_runner_section_defaults_and_dask():
+    from ruinstruct.config import RunnerConfig
+
+    assert RunnerConfig() == RunnerConfig(kind="default", address=None, n_workers=2, threads_per_worker=1)
+    assert RunnerConfig(kind="dask", address="tcp://10.0.0.5:8786").address == "tcp://10.0.0.5:8786"
