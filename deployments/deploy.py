@@ -51,6 +51,7 @@ class DeploymentSpec:
     name: str        # the deployment's name
     entrypoint: str  # path/to/file.py:function
     pool: str | None
+    build_steps: tuple[str, ...] = ()  # the qualified names of its build steps
 
     @property
     def full_name(self) -> str:
@@ -103,9 +104,31 @@ def read_prefect_file(prefect_file: Path) -> list[DeploymentSpec]:
         if not isinstance(d, dict) or not d.get("name") or not d.get("entrypoint"):
             raise UserError(f"{prefect_file}: deployments[{i}] needs a name and an entrypoint")
         pool = (d.get("work_pool") or {}).get("name")
+        build = d["build"] if "build" in d else raw.get("build")  # Prefect's precedence
+        if isinstance(build, dict):
+            build = [build]
+        steps = tuple(k for step in build or [] if isinstance(step, dict) for k in step)
         specs.append(DeploymentSpec(flow_name_of(d["entrypoint"], prefect_file.parent), d["name"],
-                                    d["entrypoint"], pool))
+                                    d["entrypoint"], pool, steps))
     return specs
+
+
+def check_image_tools(specs: Sequence[DeploymentSpec]) -> None:
+    """With RUINSTRUCT_IMAGE set, a deployment whose build step is ours builds the GPU image, which
+    needs prefect-docker: say so in one line before `prefect deploy` fails in a traceback."""
+    import importlib.util
+    import os
+
+    from deployments.steps import IMAGE_ENV
+
+    if not os.environ.get(IMAGE_ENV, "").strip():
+        return
+    building = [s.full_name for s in specs if "deployments.steps.build_image" in s.build_steps]
+    if building and importlib.util.find_spec("prefect_docker") is None:
+        raise UserError(
+            f"{IMAGE_ENV} is set, so {building[0]} builds and pushes the GPU image, which needs "
+            f"prefect-docker: `pip install prefect-docker` (and a Docker engine), or unset {IMAGE_ENV}"
+        )
 
 
 def select(specs: Sequence[DeploymentSpec], patterns: Sequence[str]) -> list[DeploymentSpec]:
@@ -292,6 +315,7 @@ def deploy(
     for pool in pools:  # refuse an unknown --gpu-pool before touching the server
         if pool == GPU_POOL:
             pool_plan(pool, gpu_pool, prefect_file.parent)
+    check_image_tools(selected)
     url = api_url()
     echo(f"Prefect server: {url}")
     ensure_pools(pools, gpu_pool, prefect_file.parent, echo)
@@ -397,7 +421,10 @@ def trigger(
             except ObjectNotFound:
                 pool_type = None
 
-    parameters["config"] = _config_param(config, pool_type)
+    takes = set((deployment.parameter_openapi_schema or {}).get("properties") or {})
+    if unknown := [k for k in parameters if takes and k not in takes]:
+        raise UserError(f"--param {unknown[0]}: {name} takes no such parameter; it takes {', '.join(sorted(takes))}")
+    parameters = {"config": _config_param(config, pool_type), **parameters}
     if output is not None:
         parameters["output"] = output
     try:
@@ -443,8 +470,8 @@ def watch_run(flow_run_id, pool: str | None, timeout: float | None, echo: Echo =
                 if state is not None and state.is_final():
                     if state.is_completed():
                         return EXIT_OK
-                    echo(f"flow run {flow_run.name} ({flow_run_id}) ended {state.name}"
-                         + (f": {state.message}" if state.message else ""))
+                    # the state line above carried its message
+                    echo(f"flow run {flow_run.name} ({flow_run_id}) ended {state.name}")
                     return EXIT_FAILED
                 if deadline is not None and time.monotonic() >= deadline:
                     echo(f"flow run {flow_run.name} ({flow_run_id}) is still {state.name if state else 'pending'}"
