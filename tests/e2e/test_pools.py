@@ -1,0 +1,65 @@
+"""The GPU pools' base job templates are accepted by a real Prefect server, exactly as
+deployments/pools.md creates them (no Docker engine or cluster is needed to create a pool), and the
+server enforces them: an undeclared placeholder is refused, and so is a deployment whose `gpus` job
+variable is not an integer."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+
+from tests.e2e.conftest import REPO
+
+pytestmark = pytest.mark.e2e
+
+POOLS = {
+    # name -> (type, template file or None), the commands of deployments/pools.md
+    "ruinstruct-gpu": ("docker", "deployments/docker-gpu.json"),
+    "ruinstruct-gpu-k8s": ("kubernetes", "deployments/k8s-gpu.json"),
+    "ruinstruct-cpu": ("process", None),
+}
+
+
+def test_gpu_pools_are_created_from_the_templates_and_enforce_them(prefect_server, tmp_path):
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import PrefectHTTPStatusError
+
+    for name, (kind, template) in POOLS.items():
+        args = ["work-pool", "create", name, "--type", kind]
+        if template:
+            args += ["--base-job-template", template]
+        prefect_server.cli(*args)
+
+    with get_client(sync_client=True) as client:
+        for name, (kind, template) in POOLS.items():
+            pool = client.read_work_pool(name)
+            assert pool.type == kind
+            if template:
+                # stored as given: nothing dropped or rewritten by the server
+                assert pool.base_job_template == json.loads((REPO / template).read_text())
+        assert pool.base_job_template["job_configuration"]["command"] == "{{ command }}"  # process default
+
+        # a deployment on the Docker pool may ask for 2 GPUs; a non-integer is refused by the schema
+        flow_id = client.create_flow_from_name("ruinstruct-pool-check")
+        ok = client.create_deployment(flow_id=flow_id, name="two-gpus", work_pool_name="ruinstruct-gpu",
+                                      entrypoint="flows/data.py:data_flow", job_variables={"gpus": 2})
+        assert client.read_deployment(ok).job_variables == {"gpus": 2}
+        with pytest.raises(PrefectHTTPStatusError) as bad:
+            client.create_deployment(flow_id=flow_id, name="bad-gpus", work_pool_name="ruinstruct-gpu",
+                                     entrypoint="flows/data.py:data_flow", job_variables={"gpus": "two"})
+        assert bad.value.response.status_code in (409, 422)
+        assert "gpus" in bad.value.response.text
+
+    # the server checks placeholders against the declared variables: a typo is refused
+    broken = json.loads((REPO / "deployments" / "docker-gpu.json").read_text())
+    broken["job_configuration"]["container_create_kwargs"]["device_requests"][0]["count"] = "{{ gpu_count }}"
+    path = tmp_path / "broken.json"
+    path.write_text(json.dumps(broken))
+    name = f"broken-{uuid.uuid4().hex[:6]}"
+    res = prefect_server.cli("work-pool", "create", name, "--type", "docker", "--base-job-template", str(path),
+                             check=False)
+    assert res.returncode != 0
+    assert "gpu_count" in res.stdout + res.stderr
+    assert prefect_server.cli("work-pool", "inspect", name, check=False).returncode != 0
