@@ -171,3 +171,17 @@ def test_placeholders_of_a_mutated_template_are_caught():
     tpl = copy.deepcopy(load(DOCKER_TPL))
     tpl["job_configuration"]["container_create_kwargs"]["ipc_mode"] = "{{ ipc }}"
     assert placeholders(tpl["job_configuration"]) - set(tpl["variables"]["properties"]) == {"ipc"}
+
+
+def test_pools_md_commands_create_the_fixed_pools_from_these_files():
+    text = (REPO / "deployments" / "pools.md").read_text(encoding="utf-8")
+    commands = re.findall(r"^prefect work-pool create (\S+) --type (\w+)(?:\s+--base-job-template (\S+))?",
+                          text, re.M)
+    assert sorted(commands) == sorted([
+        ("ruinstruct-cpu", "process", ""),
+        ("ruinstruct-gpu", "docker", "deployments/docker-gpu.json"),
+        ("ruinstruct-gpu", "kubernetes", "deployments/k8s-gpu.json"),
+    ])
+    for _, _, template in commands:
+        if template:
+            assert (REPO / template).is_file()
