@@ -136,6 +136,28 @@ def _ephemeral_api_url() -> str | None:
     return server.api_url if getattr(server, "running", False) else None
 
 
+def _local_cluster_class() -> str:
+    """One GPU per Dask worker: on a machine with several GPUs, dask-cuda's LocalCUDACluster
+    gives each worker process its own CUDA_VISIBLE_DEVICES (the translator then runs on its
+    cuda:0); without it every worker would load the translator onto the first GPU."""
+    import importlib.util
+    import sys
+
+    gpus = 0
+    if "torch" in sys.modules or importlib.util.find_spec("torch") is not None:
+        import torch
+
+        gpus = torch.cuda.device_count()
+    if gpus > 1:
+        if importlib.util.find_spec("dask_cuda") is not None:
+            return "dask_cuda.LocalCUDACluster"
+        get_run_logger().warning(
+            "%d GPUs but dask-cuda is not installed: every Dask worker uses the first GPU "
+            "(pip install dask-cuda, or start one `dask worker` per GPU and set runner.address)", gpus
+        )
+    return "distributed.LocalCluster"
+
+
 @contextmanager
 def shard_runner(runner: RunnerConfig) -> Iterator[TaskRunner | None]:
     """The task runner the translation shards go to: None (the flow's own threads) or a started
@@ -157,11 +179,9 @@ def shard_runner(runner: RunnerConfig) -> Iterator[TaskRunner | None]:
     if runner.address is not None:
         dask = DaskTaskRunner(address=runner.address)
     else:
-        dask = DaskTaskRunner(
-            cluster_class="distributed.LocalCluster",
-            cluster_kwargs={"n_workers": runner.n_workers, "threads_per_worker": runner.threads_per_worker,
-                            "processes": True, "dashboard_address": None},
-        )
+        dask = DaskTaskRunner(cluster_class=_local_cluster_class(), cluster_kwargs={
+            "n_workers": runner.n_workers, "threads_per_worker": runner.threads_per_worker, "dashboard_address": None,
+        })
     try:
         with dask:
             get_run_logger().info(
