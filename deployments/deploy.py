@@ -469,6 +469,7 @@ def watch_run(flow_run_id, pool: str | None, timeout: float | None, echo: Echo =
                         echo(f"  no worker has taken it yet: is one running? `prefect worker start --pool {pool}`")
                 if state is not None and state.is_final():
                     if state.is_completed():
+                        echo(f"flow run {flow_run.name} ({flow_run_id}) ended Completed")
                         return EXIT_OK
                     # the state line above carried its message
                     echo(f"flow run {flow_run.name} ({flow_run_id}) ended {state.name}")

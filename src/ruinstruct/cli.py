@@ -409,7 +409,8 @@ def trigger_cmd(
     deployment: Annotated[str, typer.Argument(help="FLOW/DEPLOYMENT, e.g. ruinstruct-pipeline/tiny")],
     config: Annotated[str, typer.Option("--config", "-c", help="run config: a YAML profile's path as the "
                                         "worker sees it (configs/tiny.yaml)")],
-    output: Annotated[str | None, typer.Option("--output", "-o", help="run root on the worker")] = None,
+    output: Annotated[str | None, typer.Option("--output", "-o", help="run root on the worker (a relative "
+                                        "path: under the flow run's working directory)")] = None,
     param: Annotated[list[str] | None, typer.Option("--param", "-p", help="another flow parameter, "
                                                     "NAME=VALUE (JSON or text); repeatable")] = None,
     watch: Annotated[bool, typer.Option("--watch", "-w", help="follow the run; exit 0 Completed, 1 "
