@@ -1,7 +1,14 @@
-"""End-to-end fixtures: a real `prefect server`, a real process work pool and worker.
+"""End-to-end fixtures, one set per test session (every e2e module shares them):
 
-Everything runs in subprocesses started with their own session (process group), with a
-per-module PREFECT_HOME and TMPDIR, and is stopped in the fixture teardown. Every wait is bounded.
+- `prefect_server`: a real `prefect server start` (SQLite, loopback, its own PREFECT_HOME and
+  TMPDIR), its UI pointed at its own API, the scheduler service looping every 2 s;
+- `work_pools`: the project's pools, `ruinstruct-cpu` (process) and `ruinstruct-gpu` (docker,
+  with deployments/docker-gpu.json; no Docker engine here, so its runs stay Scheduled);
+- `project_deployments`: `prefect --no-prompt deploy --all </dev/null` of the REAL prefect.yaml;
+- `process_worker`: one `prefect worker start --pool ruinstruct-cpu` polling every second.
+
+Everything runs in subprocesses started in their own session (process group) and is stopped by
+process group in the fixture teardown, even when a test fails. Every wait is bounded.
 """
 
 from __future__ import annotations
@@ -16,14 +23,18 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+CPU_POOL, GPU_POOL = "ruinstruct-cpu", "ruinstruct-gpu"
 SERVER_START_S = 180
 WORKER_START_S = 90
 CLI_S = 120
+DEPLOY_S = 240
+SCHEDULER_LOOP_S = 2
 
 
 def free_port() -> int:
@@ -40,7 +51,7 @@ def tail(path: Path, n: int = 4000) -> str:
 
 
 def stop(proc: subprocess.Popen, timeout: float = 20) -> None:
-    """SIGTERM the process group we started, wait, SIGKILL it if it does not go."""
+    """SIGTERM the process group we started, wait, SIGKILL what is left of it."""
     if proc.poll() is None:
         try:
             os.killpg(proc.pid, signal.SIGTERM)
@@ -65,29 +76,33 @@ def prefect_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "prefect", *args]
 
 
+def ruinstruct_cmd(*args: str) -> list[str]:
+    exe = Path(sys.executable).with_name("ruinstruct")
+    return [str(exe), *args] if exe.exists() else [sys.executable, "-m", "ruinstruct.cli", *args]
+
+
 class PrefectServer(SimpleNamespace):
-    url: str
+    url: str  # the API: http://127.0.0.1:PORT/api
+    ui: str  # the UI: http://127.0.0.1:PORT
     env: dict[str, str]
     home: Path
     log: Path
 
-    def cli(self, *args: str, timeout: float = CLI_S, check: bool = True) -> subprocess.CompletedProcess:
-        """Run a `prefect` CLI command against this server (no prompts, bounded)."""
+    def run(self, cmd: list[str], timeout: float = CLI_S, check: bool = True) -> subprocess.CompletedProcess:
+        """A command against this server, from the repository root, no stdin, bounded."""
         res = subprocess.run(
-            prefect_cmd("--no-prompt", *args),
-            env=self.env,
-            cwd=REPO,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
+            cmd, env=self.env, cwd=REPO, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout
         )
         if check and res.returncode != 0:
-            raise AssertionError(f"prefect {' '.join(args)} -> {res.returncode}\n{res.stdout}\n{res.stderr}")
+            raise AssertionError(f"{' '.join(cmd)} -> {res.returncode}\n{res.stdout}\n{res.stderr}")
         return res
 
+    def cli(self, *args: str, timeout: float = CLI_S, check: bool = True) -> subprocess.CompletedProcess:
+        """A `prefect` CLI command against this server (no prompts)."""
+        return self.run(prefect_cmd("--no-prompt", *args), timeout=timeout, check=check)
 
-@pytest.fixture(scope="module")
+
+@pytest.fixture(scope="session")
 def prefect_server(tmp_path_factory) -> Iterator[PrefectServer]:
     """`prefect server start` on a free port; this process's Prefect client points at it."""
     from prefect.settings import PREFECT_API_URL, temporary_settings
@@ -97,7 +112,8 @@ def prefect_server(tmp_path_factory) -> Iterator[PrefectServer]:
     home.mkdir()
     tmp.mkdir()
     port = free_port()
-    url = f"http://127.0.0.1:{port}/api"
+    ui = f"http://127.0.0.1:{port}"
+    url = f"{ui}/api"
     env = {
         **os.environ,
         **OFFLINE_ENV,
@@ -111,8 +127,13 @@ def prefect_server(tmp_path_factory) -> Iterator[PrefectServer]:
         "PYTHONUNBUFFERED": "1",
     }
     env.pop("PREFECT_PROFILE", None)
+    env.pop("RUINSTRUCT_IMAGE", None)  # `prefect deploy` would build and push the GPU image
     log = base / "server.log"
     server_env = {k: v for k, v in env.items() if k != "PREFECT_API_URL"}
+    # the UI's own calls go to this server (its default is 127.0.0.1:4200); the scheduler creates
+    # a resumed schedule's runs within seconds instead of a minute
+    server_env["PREFECT_UI_API_URL"] = url
+    server_env["PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS"] = str(SCHEDULER_LOOP_S)
     with log.open("w") as out:
         proc = subprocess.Popen(
             prefect_cmd("server", "start", "--host", "127.0.0.1", "--port", str(port)),
@@ -138,9 +159,41 @@ def prefect_server(tmp_path_factory) -> Iterator[PrefectServer]:
                 raise AssertionError(f"prefect server not healthy after {SERVER_START_S}s:\n{tail(log)}")
             time.sleep(0.5)
         with temporary_settings(updates={PREFECT_API_URL: url}):
-            yield PrefectServer(url=url, env=env, home=home, log=log)
+            yield PrefectServer(url=url, ui=ui, env=env, home=home, log=log)
     finally:
         stop(proc)
+
+
+@pytest.fixture(scope="session")
+def work_pools(prefect_server: PrefectServer) -> dict[str, Any]:
+    """The project's two pools, as the README creates them; name -> WorkPool read back."""
+    from prefect.client.orchestration import get_client
+
+    prefect_server.cli("work-pool", "create", CPU_POOL, "--type", "process", "--overwrite")
+    gpu = ["work-pool", "create", GPU_POOL, "--type", "docker", "--overwrite"]
+    template = REPO / "deployments" / "docker-gpu.json"
+    if template.exists():
+        gpu += ["--base-job-template", str(template)]
+    prefect_server.cli(*gpu)
+    with get_client(sync_client=True) as client:
+        pools = {name: client.read_work_pool(name) for name in (CPU_POOL, GPU_POOL)}
+    assert (pools[CPU_POOL].type, pools[GPU_POOL].type) == ("process", "docker"), pools
+    return pools
+
+
+@pytest.fixture(scope="session")
+def project_deployments(prefect_server: PrefectServer, work_pools) -> dict[str, Any]:
+    """`prefect --no-prompt deploy --all` of the project's prefect.yaml, as a user runs it (no
+    image named: nothing built). "<flow>/<deployment>" -> the Deployment read back."""
+    from prefect.client.orchestration import get_client
+
+    res = prefect_server.cli("deploy", "--all", timeout=DEPLOY_S)
+    with get_client(sync_client=True) as client:
+        deployments = client.read_deployments()
+        flows = {f.id: f.name for f in client.read_flows()}
+    out = {f"{flows[d.flow_id]}/{d.name}": d for d in deployments}
+    assert out, f"`prefect deploy --all` made no deployment:\n{res.stdout}\n{res.stderr}"
+    return out
 
 
 class Worker(SimpleNamespace):
@@ -148,17 +201,18 @@ class Worker(SimpleNamespace):
     log: Path
     proc: subprocess.Popen
 
+    def logs(self, n: int = 8000) -> str:
+        return f"--- worker log (flow-run output), last {n} chars ---\n{tail(self.log, n)}"
 
-@pytest.fixture(scope="module")
-def process_worker(prefect_server: PrefectServer) -> Iterator[Worker]:
-    """A process work pool and one `prefect worker start` polling it every second."""
-    pool = "e2e-process"
-    prefect_server.cli("work-pool", "create", pool, "--type", "process", "--overwrite")
+
+@pytest.fixture(scope="session")
+def process_worker(prefect_server: PrefectServer, work_pools) -> Iterator[Worker]:
+    """One `prefect worker start` on ruinstruct-cpu, polling every second."""
     log = prefect_server.home.parent / "worker.log"
     env = {**prefect_server.env, "PREFECT_WORKER_QUERY_SECONDS": "1", "PREFECT_WORKER_PREFETCH_SECONDS": "1"}
     with log.open("w") as out:
         proc = subprocess.Popen(
-            prefect_cmd("worker", "start", "--pool", pool, "--name", "e2e-worker"),
+            prefect_cmd("worker", "start", "--pool", CPU_POOL, "--name", "e2e-worker"),
             env=env,
             cwd=REPO,
             stdin=subprocess.DEVNULL,
@@ -174,6 +228,32 @@ def process_worker(prefect_server: PrefectServer) -> Iterator[Worker]:
             if time.monotonic() > deadline:
                 raise AssertionError(f"worker did not start in {WORKER_START_S}s:\n{tail(log)}")
             time.sleep(0.5)
-        yield Worker(pool=pool, log=log, proc=proc)
+        yield Worker(pool=CPU_POOL, log=log, proc=proc)
     finally:
         stop(proc)
+
+
+PIPELINE_S = 420  # bound on the whole tiny pipeline run: data, one training cell, evaluation
+
+
+@pytest.fixture(scope="session")
+def pipeline_run(prefect_server: PrefectServer, project_deployments, process_worker, tmp_path_factory, tiny_dir):
+    """Case 1, run once per session (the browser test photographs its results table):
+    `ruinstruct trigger ruinstruct-pipeline/tiny --config P --output D --watch` on the trimmed
+    tiny profile. The CLI's result, the flow run id it printed, the run root and the profile."""
+    import re
+
+    from tests.e2e.helpers import write_pipeline_profile
+
+    folder = tmp_path_factory.mktemp("pipeline-e2e")
+    profile = write_pipeline_profile(folder, tiny_dir)
+    root = folder / "run"
+    started = time.monotonic()
+    res = prefect_server.run(
+        ruinstruct_cmd("trigger", "ruinstruct-pipeline/tiny", "--config", str(profile), "--output", str(root),
+                       "--watch", "--timeout", str(PIPELINE_S)),
+        timeout=PIPELINE_S + 60, check=False,
+    )
+    m = re.search(r"flow run \S+ \(([0-9a-f-]{36})\)", res.stdout)
+    return SimpleNamespace(res=res, flow_run_id=m.group(1) if m else None, root=root, profile=profile,
+                           seconds=time.monotonic() - started, logs=process_worker.logs)
