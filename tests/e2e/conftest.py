@@ -257,3 +257,14 @@ def pipeline_run(prefect_server: PrefectServer, project_deployments, process_wor
     m = re.search(r"flow run \S+ \(([0-9a-f-]{36})\)", res.stdout)
     return SimpleNamespace(res=res, flow_run_id=m.group(1) if m else None, root=root, profile=profile,
                            seconds=time.monotonic() - started, logs=process_worker.logs)
+
+
+@pytest.fixture(scope="session")
+def faulty_data_runs(project_deployments, process_worker, tmp_path_factory, tiny_dir) -> dict[str, tuple[Any, Path]]:
+    """Case 2's and the browser test's runs of `ruinstruct-data/tiny`, each with shard dolly#1
+    failing once, started together so that their first attempts share the worker's time (the
+    second waits meanwhile): "retry-cli" / "retry-ui" -> (flow run, run root)."""
+    from tests.e2e.helpers import start_faulty_data_run
+
+    folder = tmp_path_factory.mktemp("faulty-data")
+    return {name: start_faulty_data_run(folder, tiny_dir, name) for name in ("retry-cli", "retry-ui")}

@@ -171,13 +171,13 @@ def assert_counts(report: dict, paths: RunPaths, limit: int) -> None:
 # ---- case 2 and the browser test: a data run with one injected shard fault --------------------
 
 
-def start_faulty_data_run(tmp_path: Path, tiny_dir: Path, name: str) -> tuple[Any, Path]:
+def start_faulty_data_run(folder: Path, tiny_dir: Path, name: str) -> tuple[Any, Path]:
     """A run of the project's `ruinstruct-data/tiny` deployment whose shard dolly#1 fails the first
     time (config `faults`); returns (flow run, its run root) without waiting."""
     from prefect.deployments import run_deployment
 
-    profile = write_data_profile(tmp_path / f"{name}.yaml", tiny_dir, fail_once=[FAULT])
-    root = tmp_path / name
+    profile = write_data_profile(folder / f"{name}.yaml", tiny_dir, fail_once=[FAULT])
+    root = folder / name
     run = run_deployment(
         "ruinstruct-data/tiny", parameters={"config": str(profile), "output": str(root)}, timeout=0
     )

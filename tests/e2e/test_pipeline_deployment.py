@@ -27,8 +27,10 @@ FLOWS = ("ruinstruct-data", "ruinstruct-train", "ruinstruct-evaluate", "ruinstru
 
 def test_deploy_all_registers_the_projects_deployments(project_deployments):
     expected = {f"{f}/{d}" for f in FLOWS for d in ("tiny", "paper")}
-    assert set(project_deployments) == expected
-    for name, dep in project_deployments.items():
+    # the session's server is shared with the other e2e modules, which may add their own
+    assert expected <= set(project_deployments), sorted(project_deployments)
+    for name in sorted(expected):
+        dep = project_deployments[name]
         tiny = name.endswith("/tiny")
         assert dep.work_pool_name == (CPU_POOL if tiny else GPU_POOL), name
         assert dep.parameters == {"config": "configs/tiny.yaml" if tiny else "configs/paper.yaml"}, name

@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.helpers import check_failed_attempt, check_retried, read_flow_run, start_faulty_data_run
+from tests.e2e.helpers import check_failed_attempt, check_retried, read_flow_run
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 def test_cli_retry_of_failed_deployment_run_recomputes_only_the_failed_shard(
-    prefect_server, project_deployments, process_worker, tmp_path, tiny_dir
+    prefect_server, faulty_data_runs, process_worker
 ):
-    run, root = start_faulty_data_run(tmp_path, tiny_dir, "retry-cli")
+    run, root = faulty_data_runs["retry-cli"]
     first, before, _ = check_failed_attempt(run.id, root, process_worker.logs)
 
     res = prefect_server.cli("flow-run", "retry", str(run.id))

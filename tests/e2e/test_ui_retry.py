@@ -21,7 +21,6 @@ from tests.e2e.helpers import (
     check_retried,
     read_artifacts,
     read_flow_run,
-    start_faulty_data_run,
     subflow_runs,
 )
 
@@ -71,9 +70,9 @@ def state_history(flow_run_id) -> list:
 
 
 def test_retry_button_in_the_ui_recomputes_only_the_failed_shard(
-    prefect_server, project_deployments, process_worker, tmp_path, tiny_dir, chromium
+    prefect_server, chromium, faulty_data_runs, process_worker, tmp_path
 ):
-    run, root = start_faulty_data_run(tmp_path, tiny_dir, "retry-ui")
+    run, root = faulty_data_runs["retry-ui"]
     first, before, _ = check_failed_attempt(run.id, root, process_worker.logs)
 
     with open_browser(chromium) as browser:
@@ -115,7 +114,7 @@ def test_results_table_artifact_page_shows_the_pipelines_table(prefect_server, p
 
     shot = Path(tmp_path) / "results-table.png"
     with open_browser(chromium) as browser:
-        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page = browser.new_page(viewport={"width": 2200, "height": 900})
         page.set_default_timeout(UI_S)
         page.goto(f"{prefect_server.ui}/artifacts/artifact/{art.id}")
         table = page.locator("table")
