@@ -50,8 +50,19 @@ def tail(path: Path, n: int = 4000) -> str:
         return ""
 
 
+def descendants(pid: int) -> list:
+    import psutil
+
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        return []
+
+
 def stop(proc: subprocess.Popen, timeout: float = 20) -> None:
-    """SIGTERM the process group we started, wait, SIGKILL what is left of it."""
+    """SIGTERM the process group we started, wait, SIGKILL what is left of it; then SIGKILL any
+    descendant that had left the group (a worker may start flow runs in sessions of their own)."""
+    children = descendants(proc.pid)
     if proc.poll() is None:
         try:
             os.killpg(proc.pid, signal.SIGTERM)
@@ -70,6 +81,13 @@ def stop(proc: subprocess.Popen, timeout: float = 20) -> None:
         proc.wait(timeout=10)
     except subprocess.TimeoutExpired:
         pass
+    import psutil
+
+    for child in children:
+        try:
+            child.kill()  # psutil checks it is still the same process (pid and start time)
+        except psutil.Error:
+            pass
 
 
 def prefect_cmd(*args: str) -> list[str]:
