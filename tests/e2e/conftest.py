@@ -1,4 +1,5 @@
-"""End-to-end fixtures, one set per test session (every e2e module shares them):
+"""End-to-end fixtures, one set for the whole tests/e2e package (every e2e module shares them; torn
+down after its last test, so the rest of `make test` runs with no server or worker about):
 
 - `prefect_server`: a real `prefect server start` (SQLite, loopback, its own PREFECT_HOME and
   TMPDIR), its UI pointed at its own API, the scheduler service looping every 2 s;
@@ -120,7 +121,7 @@ class PrefectServer(SimpleNamespace):
         return self.run(prefect_cmd("--no-prompt", *args), timeout=timeout, check=check)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def prefect_server(tmp_path_factory) -> Iterator[PrefectServer]:
     """`prefect server start` on a free port; this process's Prefect client points at it."""
     from prefect.settings import PREFECT_API_URL, temporary_settings
@@ -176,13 +177,15 @@ def prefect_server(tmp_path_factory) -> Iterator[PrefectServer]:
             if time.monotonic() > deadline:
                 raise AssertionError(f"prefect server not healthy after {SERVER_START_S}s:\n{tail(log)}")
             time.sleep(0.5)
+        # this process's client too, until the package's last test (the other test folders run
+        # Prefect's temporary server)
         with temporary_settings(updates={PREFECT_API_URL: url}):
             yield PrefectServer(url=url, ui=ui, env=env, home=home, log=log)
     finally:
         stop(proc)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def work_pools(prefect_server: PrefectServer) -> dict[str, Any]:
     """The project's two pools, as the README creates them; name -> WorkPool read back."""
     from prefect.client.orchestration import get_client
@@ -199,7 +202,7 @@ def work_pools(prefect_server: PrefectServer) -> dict[str, Any]:
     return pools
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def project_deployments(prefect_server: PrefectServer, work_pools) -> dict[str, Any]:
     """`prefect --no-prompt deploy --all` of the project's prefect.yaml, as a user runs it (no
     image named: nothing built). "<flow>/<deployment>" -> the Deployment read back."""
@@ -223,7 +226,7 @@ class Worker(SimpleNamespace):
         return f"--- worker log (flow-run output), last {n} chars ---\n{tail(self.log, n)}"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def process_worker(prefect_server: PrefectServer, work_pools) -> Iterator[Worker]:
     """One `prefect worker start` on ruinstruct-cpu, polling every second."""
     log = prefect_server.home.parent / "worker.log"
@@ -254,9 +257,9 @@ def process_worker(prefect_server: PrefectServer, work_pools) -> Iterator[Worker
 PIPELINE_S = 420  # bound on the whole tiny pipeline run: data, one training cell, evaluation
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def pipeline_run(prefect_server: PrefectServer, project_deployments, process_worker, tmp_path_factory, tiny_dir):
-    """Case 1, run once per session (the browser test photographs its results table):
+    """Case 1, run once (the browser test photographs its results table):
     `ruinstruct trigger ruinstruct-pipeline/tiny --config P --output D --watch` on the trimmed
     tiny profile. The CLI's result, the flow run id it printed, the run root and the profile."""
     import re
@@ -277,7 +280,7 @@ def pipeline_run(prefect_server: PrefectServer, project_deployments, process_wor
                            seconds=time.monotonic() - started, logs=process_worker.logs)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def faulty_data_runs(project_deployments, process_worker, tmp_path_factory, tiny_dir) -> dict[str, tuple[Any, Path]]:
     """Case 2's and the browser test's runs of `ruinstruct-data/tiny`, each with shard dolly#1
     failing once, started together so that their first attempts share the worker's time (the
