@@ -26,14 +26,19 @@ def test_gpu_pools_are_created_from_the_templates_and_enforce_them(prefect_serve
     from prefect.client.orchestration import get_client
     from prefect.exceptions import PrefectHTTPStatusError
 
-    for name, (kind, template) in POOLS.items():
+    # the e2e server is shared: the project's own pools already exist there (the deploy tests and
+    # the worker use them), so these are created under names of their own, with the same commands
+    suffix = uuid.uuid4().hex[:6]
+    pools = {f"{name}-{suffix}": spec for name, spec in POOLS.items()}
+    gpu_pool = f"ruinstruct-gpu-{suffix}"
+    for name, (kind, template) in pools.items():
         args = ["work-pool", "create", name, "--type", kind]
         if template:
             args += ["--base-job-template", template]
         prefect_server.cli(*args)
 
     with get_client(sync_client=True) as client:
-        for name, (kind, template) in POOLS.items():
+        for name, (kind, template) in pools.items():
             pool = client.read_work_pool(name)
             assert pool.type == kind
             if template:
@@ -43,14 +48,17 @@ def test_gpu_pools_are_created_from_the_templates_and_enforce_them(prefect_serve
 
         # a deployment on the Docker pool may ask for 2 GPUs; a non-integer is refused by the schema
         flow_id = client.create_flow_from_name("ruinstruct-pool-check")
-        ok = client.create_deployment(flow_id=flow_id, name="two-gpus", work_pool_name="ruinstruct-gpu",
+        ok = client.create_deployment(flow_id=flow_id, name="two-gpus", work_pool_name=gpu_pool,
                                       entrypoint="flows/data.py:data_flow", job_variables={"gpus": 2})
         assert client.read_deployment(ok).job_variables == {"gpus": 2}
         with pytest.raises(PrefectHTTPStatusError) as bad:
-            client.create_deployment(flow_id=flow_id, name="bad-gpus", work_pool_name="ruinstruct-gpu",
+            client.create_deployment(flow_id=flow_id, name="bad-gpus", work_pool_name=gpu_pool,
                                      entrypoint="flows/data.py:data_flow", job_variables={"gpus": "two"})
         assert bad.value.response.status_code in (409, 422)
         assert "gpus" in bad.value.response.text
+        client.delete_deployment(ok)
+        for name in pools:
+            client.delete_work_pool(name)
 
     # the server checks placeholders against the declared variables: a typo is refused
     broken = json.loads((REPO / "deployments" / "docker-gpu.json").read_text())
