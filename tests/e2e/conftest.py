@@ -107,14 +107,25 @@ class PrefectServer(SimpleNamespace):
     home: Path
     log: Path
 
-    def run(self, cmd: list[str], timeout: float = CLI_S, check: bool = True) -> subprocess.CompletedProcess:
-        """A command against this server, from the repository root, no stdin, bounded."""
+    def run(
+        self, cmd: list[str], timeout: float = CLI_S, check: bool = True, cwd: Path = REPO
+    ) -> subprocess.CompletedProcess:
+        """A command against this server, from the repository root unless told, no stdin, bounded."""
         res = subprocess.run(
-            cmd, env=self.env, cwd=REPO, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout
+            cmd, env=self.env, cwd=cwd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout
         )
         if check and res.returncode != 0:
             raise AssertionError(f"{' '.join(cmd)} -> {res.returncode}\n{res.stdout}\n{res.stderr}")
         return res
+
+    def start(self, cmd: list[str], log: Path, cwd: Path = REPO) -> subprocess.Popen:
+        """A command against this server left running, in a session of its own (for `stop`), its
+        output in `log`."""
+        with log.open("w") as out:
+            return subprocess.Popen(
+                cmd, env=self.env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
     def cli(self, *args: str, timeout: float = CLI_S, check: bool = True) -> subprocess.CompletedProcess:
         """A `prefect` CLI command against this server (no prompts)."""
@@ -280,12 +291,62 @@ def pipeline_run(prefect_server: PrefectServer, project_deployments, process_wor
                            seconds=time.monotonic() - started, logs=process_worker.logs)
 
 
+README_RUN_S = 300  # --watch-timeout of the README's data run (the whole tiny profile; ~25 s alone)
+# configs/tiny.yaml's translator, ../.cache/tiny/translator from configs/: `make tiny` builds it
+TINY_TRANSLATOR = REPO / ".cache" / "tiny" / "translator"
+
+
+def wanted(request: pytest.FixtureRequest, fixture: str) -> bool:
+    """Whether a collected test uses this fixture: `data_runs` starts only the runs some test reads."""
+    return any(fixture in getattr(item, "fixturenames", ()) for item in request.session.items)
+
+
 @pytest.fixture(scope="package")
-def faulty_data_runs(project_deployments, process_worker, tmp_path_factory, tiny_dir) -> dict[str, tuple[Any, Path]]:
-    """Case 2's and the browser test's runs of `ruinstruct-data/tiny`, each with shard dolly#1
-    failing once, started together so that their first attempts share the worker's time (the
-    second waits meanwhile): "retry-cli" / "retry-ui" -> (flow run, run root)."""
+def data_runs(request, prefect_server: PrefectServer, project_deployments, process_worker,
+              tmp_path_factory) -> Iterator[SimpleNamespace]:
+    """The runs of `ruinstruct-data/tiny` that the e2e tests read, all started at once so that they
+    share the worker's time (each test then waits for its own run; the first waits the longest):
+    - `faulty`: case 2's and the browser test's runs, shard dolly#1 failing once,
+      "retry-cli" / "retry-ui" -> (flow run, run root);
+    - `readme`: the README's plain Prefect command, `prefect deployment run ... --param
+      config=configs/tiny.yaml ... --watch`, run from a folder that is not the checkout (the
+      relative path is the flow run's to resolve), still going; None without the tiny translator."""
     from tests.e2e.helpers import start_faulty_data_run
 
-    folder = tmp_path_factory.mktemp("faulty-data")
-    return {name: start_faulty_data_run(folder, tiny_dir, name) for name in ("retry-cli", "retry-ui")}
+    folder = tmp_path_factory.mktemp("data-runs")
+    runs = SimpleNamespace(faulty={}, readme=None)
+    try:
+        if wanted(request, "readme_data_run") and (TINY_TRANSLATOR / "config.json").exists():
+            elsewhere = folder / "elsewhere"
+            elsewhere.mkdir()
+            out = folder / "readme"
+            cmd = prefect_cmd("--no-prompt", "deployment", "run", "ruinstruct-data/tiny",
+                              "--param", "config=configs/tiny.yaml", "--param", f"output={out}",
+                              "--watch", "--watch-timeout", str(README_RUN_S))
+            log = folder / "readme-cli.log"
+            runs.readme = SimpleNamespace(cmd=cmd, cwd=elsewhere, output=out, log=log, started=time.monotonic(),
+                                          proc=prefect_server.start(cmd, log, cwd=elsewhere))
+        if wanted(request, "faulty_data_runs"):
+            tiny_dir = request.getfixturevalue("tiny_dir")  # only here: without a build it makes one
+            runs.faulty = {name: start_faulty_data_run(folder, tiny_dir, name) for name in ("retry-cli", "retry-ui")}
+        yield runs
+    finally:
+        if runs.readme is not None:
+            stop(runs.readme.proc)
+
+
+@pytest.fixture(scope="package")
+def faulty_data_runs(data_runs) -> dict[str, tuple[Any, Path]]:
+    """Case 2's and the browser test's runs of `ruinstruct-data/tiny`, each with shard dolly#1
+    failing once: "retry-cli" / "retry-ui" -> (flow run, run root)."""
+    return data_runs.faulty
+
+
+@pytest.fixture(scope="package")
+def readme_data_run(request) -> SimpleNamespace:
+    """The README's `prefect deployment run 'ruinstruct-data/tiny' --param config=configs/tiny.yaml`
+    (still going: wait on `.proc`); skips, before any server starts, without the tiny translator."""
+    if not (TINY_TRANSLATOR / "config.json").exists():
+        pytest.skip(f"{TINY_TRANSLATOR} is missing: configs/tiny.yaml reads its translator from there "
+                    "(`make tiny` builds it; a RUINSTRUCT_TINY_DIR elsewhere does not)")
+    return request.getfixturevalue("data_runs").readme

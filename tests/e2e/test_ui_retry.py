@@ -2,7 +2,7 @@
 browser's executable; no browser is ever downloaded). A data deployment run with one injected
 shard fault is opened in the local UI, retried with its Retry button as a user would; the run
 completes with only the failed shard recomputed. Then the pipeline run's results-table artifact
-page is photographed into the test's output folder."""
+page is photographed, kept in $RUINSTRUCT_E2E_OUT (default .cache/e2e/ of the checkout)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.conftest import REPO
 from tests.e2e.helpers import (
     check_failed_attempt,
     check_retried,
@@ -121,7 +122,11 @@ def test_results_table_artifact_page_shows_the_pipelines_table(prefect_server, p
         table.get_by_text(row["model"], exact=True).wait_for()
         page.screenshot(path=str(shot), full_page=True)
         text = table.inner_text()
-    print(f"results-table artifact page: {shot}")
+    # tmp_path is pruned after a few sessions: a copy where a person or CI can pick it up
+    kept = Path(os.environ.get("RUINSTRUCT_E2E_OUT") or REPO / ".cache" / "e2e") / "results-table.png"
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(shot, kept)
+    print(f"results-table artifact page: {kept} (and {shot})")
     # the table as the UI renders it: the artifact's headers and the trained model's row
     for key in ("model", "method", "data", "MMLU"):
         assert key in text, text
