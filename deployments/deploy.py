@@ -26,15 +26,17 @@ from typing import Any
 
 from ruinstruct.errors import UserError
 
+# the package's folder: the checkout in an editable install, site-packages otherwise (the images
+# install the project non-editable, with prefect.yaml and the templates in /opt/ruinstruct)
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_PREFECT_FILE = ROOT / "prefect.yaml"
+PREFECT_FILE = "prefect.yaml"
 
 CPU_POOL = "ruinstruct-cpu"
 GPU_POOL = "ruinstruct-gpu"
 # pool -> how `ruinstruct deploy` creates it when missing: (type, base job template file or None)
 GPU_POOL_KINDS = {"docker": "deployments/docker-gpu.json", "kubernetes": "deployments/k8s-gpu.json"}
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 Echo = Callable[[str], None]
 
@@ -43,7 +45,41 @@ def _echo(line: str) -> None:
     print(line, flush=True)
 
 
+def interrupted_code(exc: BaseException) -> int:
+    """128 + the signal that stopped us: 130 Ctrl-C, 143 SIGTERM (ruinstruct.signals raises
+    `Terminated`, a KeyboardInterrupt, for it and records the signal number)."""
+    import signal
+
+    from ruinstruct import signals
+
+    if signals.received:
+        return 128 + signals.received
+    return 128 + (signal.SIGTERM if isinstance(exc, signals.Terminated) else signal.SIGINT)
+
+
+def _signal_name(code: int) -> str:
+    import signal
+
+    try:
+        return signal.Signals(code - 128).name
+    except ValueError:
+        return f"signal {code - 128}"
+
+
 # ---- prefect.yaml ------------------------------------------------------------------------------
+
+def default_prefect_file(cwd: Path | None = None) -> Path:
+    """./prefect.yaml when the current folder has one (the checkout, or /opt/ruinstruct in the
+    images), else the one next to the installed package (an editable install's checkout)."""
+    here = (cwd or Path.cwd()) / PREFECT_FILE
+    if here.is_file():
+        return here
+    packaged = ROOT / PREFECT_FILE
+    if packaged.is_file():
+        return packaged
+    raise UserError(f"no {PREFECT_FILE} in {here.parent} or {ROOT}: run from the project's checkout "
+                    f"(/opt/ruinstruct in the images) or give --prefect-file")
+
 
 @dataclass(frozen=True)
 class DeploymentSpec:
@@ -117,17 +153,17 @@ def check_image_tools(specs: Sequence[DeploymentSpec]) -> None:
     """With RUINSTRUCT_IMAGE set, a deployment whose build step is ours builds the GPU image, which
     needs prefect-docker: say so in one line before `prefect deploy` fails in a traceback."""
     import importlib.util
-    import os
 
-    from deployments.steps import IMAGE_ENV
+    from deployments.steps import BUILD_ENV, IMAGE_ENV, builds
 
-    if not os.environ.get(IMAGE_ENV, "").strip():
+    if not builds():
         return
     building = [s.full_name for s in specs if "deployments.steps.build_image" in s.build_steps]
     if building and importlib.util.find_spec("prefect_docker") is None:
         raise UserError(
             f"{IMAGE_ENV} is set, so {building[0]} builds and pushes the GPU image, which needs "
-            f"prefect-docker: `pip install prefect-docker` (and a Docker engine), or unset {IMAGE_ENV}"
+            f"prefect-docker: `pip install prefect-docker` (and a Docker engine); for an image built "
+            f"and pushed already set {BUILD_ENV}=0 as well"
         )
 
 
@@ -162,16 +198,24 @@ def pools_of(specs: Sequence[DeploymentSpec]) -> list[str]:
     return pools
 
 
+def check_gpu_pool(gpu_pool: str) -> None:
+    if gpu_pool not in GPU_POOL_KINDS:
+        raise UserError(f"--gpu-pool {gpu_pool!r}: choose one of {', '.join(GPU_POOL_KINDS)}")
+
+
 def pool_plan(pool: str, gpu_pool: str = "docker", root: Path = ROOT) -> tuple[str, Path | None]:
     """(work pool type, base job template file or None for the type's default) for a pool that
-    `ruinstruct deploy` knows how to create."""
+    `ruinstruct deploy` knows how to create. `root`: the folder of the prefect.yaml deployed."""
     if pool == CPU_POOL:
         return "process", None
     if pool == GPU_POOL:
-        if gpu_pool not in GPU_POOL_KINDS:
-            raise UserError(f"--gpu-pool {gpu_pool!r}: choose one of {', '.join(GPU_POOL_KINDS)}")
+        check_gpu_pool(gpu_pool)
         template = root / GPU_POOL_KINDS[gpu_pool]
-        return gpu_pool, template if template.is_file() else None
+        if not template.is_file():
+            # Prefect's default template would make a GPU pool that requests no GPU
+            raise UserError(f"work pool {GPU_POOL}: its base job template {template} is missing "
+                            f"(it comes with the project, next to {PREFECT_FILE})")
+        return gpu_pool, template
     raise UserError(
         f"work pool {pool!r} does not exist and ruinstruct deploy creates only {CPU_POOL} and {GPU_POOL}: "
         f"create it with `prefect work-pool create {pool} --type TYPE`"
@@ -242,19 +286,23 @@ def ensure_pools(pools: Sequence[str], gpu_pool: str, root: Path, echo: Echo = _
 
     outcome: dict[str, str] = {}
     with get_client(sync_client=True) as client:
+        existing = {}
         for pool in pools:
             try:
-                existing = client.read_work_pool(pool)
+                existing[pool] = client.read_work_pool(pool)
             except ObjectNotFound:
-                existing = None
-            if existing is not None:
+                existing[pool] = None
+        # every missing pool's plan first: a missing template stops us before anything is created
+        plans = {pool: pool_plan(pool, gpu_pool, root) for pool in pools if existing[pool] is None}
+        for pool in pools:
+            if existing[pool] is not None:
                 note = ""
-                if pool == GPU_POOL and existing.type != gpu_pool:
+                if pool == GPU_POOL and existing[pool].type != gpu_pool:
                     note = f" (--gpu-pool {gpu_pool} ignored: delete the pool to change its type)"
-                echo(f"work pool {pool}: exists, type {existing.type}, left as it is{note}")
+                echo(f"work pool {pool}: exists, type {existing[pool].type}, left as it is{note}")
                 outcome[pool] = "exists"
                 continue
-            pool_type, template_file = pool_plan(pool, gpu_pool, root)
+            pool_type, template_file = plans[pool]
             if template_file is not None:
                 try:
                     template = json.loads(template_file.read_text())
@@ -308,24 +356,23 @@ def deploy(
     echo: Echo = _echo,
 ) -> int:
     """Create the missing work pools, run `prefect deploy`, report. Returns the exit code."""
-    prefect_file = (prefect_file or DEFAULT_PREFECT_FILE).resolve()
+    prefect_file = (prefect_file or default_prefect_file()).resolve()
     specs = read_prefect_file(prefect_file)
     selected = select(specs, names)
     pools = pools_of(selected)
-    for pool in pools:  # refuse an unknown --gpu-pool before touching the server
-        if pool == GPU_POOL:
-            pool_plan(pool, gpu_pool, prefect_file.parent)
+    check_gpu_pool(gpu_pool)  # before touching the server
     check_image_tools(selected)
-    url = api_url()
-    echo(f"Prefect server: {url}")
-    ensure_pools(pools, gpu_pool, prefect_file.parent, echo)
-
-    cmd = [sys.executable, "-m", "prefect", *deploy_args(selected, specs, prefect_file)]
-    echo(f"$ prefect {' '.join(cmd[3:])}")
-    # prefect deploy reads the folder it runs in: the tiny deployments record it as their working
-    # directory, and build steps use it as the Docker context
-    proc = subprocess.Popen(cmd, cwd=prefect_file.parent, stdin=subprocess.DEVNULL)
-    code = proc.wait()
+    try:
+        url = api_url()
+        echo(f"Prefect server: {url}")
+        echo(f"deployments of {prefect_file}")
+        ensure_pools(pools, gpu_pool, prefect_file.parent, echo)
+        code = _prefect_deploy(deploy_args(selected, specs, prefect_file), prefect_file.parent, echo)
+    except KeyboardInterrupt as e:
+        code = interrupted_code(e)
+        echo(f"\nruinstruct deploy stopped by {_signal_name(code)}: the pools and deployments made so far "
+             "stay; a rerun makes the rest")
+        return code
     if code != 0:
         echo(f"prefect deploy failed (exit {code}): see its output above")
         return code
@@ -335,6 +382,24 @@ def deploy(
         echo(f"not on the server after prefect deploy: {', '.join(missing)}")
         return EXIT_FAILED
     return EXIT_OK
+
+
+def _prefect_deploy(args: list[str], folder: Path, echo: Echo) -> int:
+    """`prefect ARGS` in `folder`; stopped (with its children) when we are interrupted."""
+    from ruinstruct.signals import stop_tree
+
+    cmd = [sys.executable, "-m", "prefect", *args]
+    echo(f"$ prefect {' '.join(args)}")
+    # prefect deploy reads the folder it runs in: the tiny deployments record it as their working
+    # directory, and build steps use it as the Docker context
+    proc = subprocess.Popen(cmd, cwd=folder, stdin=subprocess.DEVNULL)
+    try:
+        return proc.wait()
+    except BaseException:
+        # a SIGTERM reaches only us, and the signal handler's deadline (signals.GRACE_S) is near
+        stop_tree(proc.pid, timeout=2.0)
+        proc.wait()
+        raise
 
 
 # ---- ruinstruct trigger ------------------------------------------------------------------------
@@ -364,14 +429,44 @@ def _known_deployments(client) -> list[str]:
     return sorted(f"{flows.get(d.flow_id, d.flow_id)}/{d.name}" for d in client.read_deployments())
 
 
-def _config_param(config: str, pool_type: str | None) -> str:
-    """The config path as the worker should see it. A process worker runs the flow in the
-    deployment's working directory, not here: a file that exists here goes as an absolute path.
-    For other pools the path is the image's (relative to /opt/ruinstruct): sent as given."""
+WORKDIR_STEP = "prefect.deployments.steps.set_working_directory"
+
+
+def working_directory_of(deployment) -> Path | None:
+    """The folder a process worker runs the deployment's flows in, when its pull steps only set
+    one (what `prefect deploy` records for the tiny deployments: the checkout it ran in); None for
+    any other pull (a git clone, no pull step)."""
+    steps = deployment.pull_steps or []
+    if not steps or not all(isinstance(step, dict) and WORKDIR_STEP in step for step in steps):
+        return None
+    directory = (steps[-1][WORKDIR_STEP] or {}).get("directory")
+    return Path(directory) if directory else None
+
+
+def _config_param(config: str, pool_type: str | None, workdir: Path | None = None) -> tuple[str, str | None]:
+    """(the config path as the worker should see it, a note for the user or None).
+
+    A process worker resolves a relative path in the deployment's working directory, not here. A
+    file here that lies under that folder (this checkout) goes relative to it, so a worker with the
+    checkout elsewhere finds it too; any other file here goes absolute, which the worker must see.
+    A path that is not a file here is the worker's to resolve, and for other pools the path is the
+    image's (relative to /opt/ruinstruct): both sent as given."""
     local = Path(config).expanduser()
-    if pool_type == "process" and local.is_file():
-        return str(local.resolve())
-    return config
+    if pool_type != "process" or not local.is_file():
+        return config, None
+    absolute = local.resolve()
+    if workdir is not None and absolute.is_relative_to(workdir.expanduser().resolve()):
+        if Path(config).is_absolute():
+            return config, None
+        return absolute.relative_to(workdir.expanduser().resolve()).as_posix(), None
+    where = f"not under {workdir}, where the worker runs the flow" if workdir else \
+        "the deployment's working directory is not known"
+    return str(absolute), f"note: --config {config} goes as {absolute} ({where}): the worker must see that path"
+
+
+def _short(value: Any, limit: int = 120) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _state_line(state) -> str:
@@ -383,9 +478,24 @@ def _state_line(state) -> str:
     return line
 
 
+def _stop_line(code: int, name: str, flow_run_id: Any, watching: bool) -> str:
+    if flow_run_id is not None:
+        what = "stopped watching" if watching else f"stopped ({_signal_name(code)})"
+        return (f"\n{what}; flow run {flow_run_id} goes on on the worker "
+                f"(`prefect flow-run cancel {flow_run_id}` stops it)")
+    flow = name.split("/")[0]
+    return (f"\nstopped ({_signal_name(code)}) before the server confirmed a flow run of {name}; if it made "
+            f"one, `prefect flow-run ls --flow-name {flow}` lists it")
+
+
+def _lost_server(url: str | None, exc: BaseException, what: str) -> UserError:
+    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return UserError(f"lost the Prefect server at PREFECT_API_URL={url} {what} ({reason})")
+
+
 def trigger(
     name: str,
-    config: str,
+    config: str | None = None,
     output: str | None = None,
     params: Sequence[str] = (),
     watch: bool = False,
@@ -393,9 +503,11 @@ def trigger(
     echo: Echo = _echo,
     poll_s: float = 1.0,
 ) -> int:
-    """Start a run of deployment `name` (`<flow>/<deployment>`); with `watch`, follow it. Returns
-    0 when started (or Completed), 1 Failed/Crashed/Cancelled or still running at `timeout`, 130
-    when the watch was interrupted (the run goes on)."""
+    """Start a run of deployment `name` (`<flow>/<deployment>`) with `config` (None: the
+    deployment's own); with `watch`, follow it. Returns 0 when created (or, watched, Completed), 1
+    Failed/Crashed/Cancelled or still running at `timeout`, 128 + the signal number when
+    interrupted (130 Ctrl-C, 143 SIGTERM; a created run goes on)."""
+    import httpx
     from prefect.client.orchestration import get_client
     from prefect.deployments import run_deployment
     from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
@@ -405,54 +517,86 @@ def trigger(
     parameters = parse_params(params)
     if timeout is not None and timeout <= 0:
         raise UserError(f"--timeout {timeout:g}: give a number of seconds > 0")
-    api_url()
-
-    with get_client(sync_client=True) as client:
-        try:
-            deployment = client.read_deployment_by_name(name)
-        except ObjectNotFound:
-            known = _known_deployments(client)
-            hint = ("known: " + ", ".join(known)) if known else "the server has none: run `ruinstruct deploy`"
-            raise UserError(f"unknown deployment {name!r}; {hint}") from None
-        pool_type = None
-        if deployment.work_pool_name:
-            try:
-                pool_type = client.read_work_pool(deployment.work_pool_name).type
-            except ObjectNotFound:
-                pool_type = None
-
-    takes = set((deployment.parameter_openapi_schema or {}).get("properties") or {})
-    if unknown := [k for k in parameters if takes and k not in takes]:
-        raise UserError(f"--param {unknown[0]}: {name} takes no such parameter; it takes {', '.join(sorted(takes))}")
-    parameters = {"config": _config_param(config, pool_type), **parameters}
-    if output is not None:
-        parameters["output"] = output
+    watching = watch or timeout is not None
+    flow_run_id = None
+    url = None
     try:
-        flow_run = run_deployment(deployment.id, parameters=parameters, timeout=0)
-    except PrefectHTTPStatusError as e:
-        detail = e.response.text if e.response is not None else str(e)
+        url = api_url()
         try:
-            detail = json.loads(detail).get("detail", detail)
-        except (ValueError, AttributeError):
-            pass
-        raise UserError(f"{name}: the server refused the run: {str(detail).splitlines()[0]}") from None
+            with get_client(sync_client=True) as client:
+                try:
+                    deployment = client.read_deployment_by_name(name)
+                except ObjectNotFound:
+                    known = _known_deployments(client)
+                    hint = ("known: " + ", ".join(known)) if known else "the server has none: run `ruinstruct deploy`"
+                    raise UserError(f"unknown deployment {name!r}; {hint}") from None
+                pool_type = None
+                if deployment.work_pool_name:
+                    try:
+                        pool_type = client.read_work_pool(deployment.work_pool_name).type
+                    except ObjectNotFound:
+                        pool_type = None
 
-    echo(f"flow run {flow_run.name} ({flow_run.id}) of {name}, on pool {deployment.work_pool_name}")
-    echo(f"parameters: {json.dumps(parameters, ensure_ascii=False)}")
-    if url := ui_url_for_flow_run(flow_run.id):
-        echo(f"UI: {url}")
-    if not watch and timeout is None:
-        echo(f"follow it: ruinstruct trigger ... --watch, or `prefect flow-run logs {flow_run.id}`")
-        return EXIT_OK
-    return watch_run(flow_run.id, deployment.work_pool_name, timeout, echo, poll_s)
+            schema = deployment.parameter_openapi_schema or {}
+            takes = set(schema.get("properties") or {})
+            if unknown := [k for k in parameters if takes and k not in takes]:
+                raise UserError(f"--param {unknown[0]}: {name} takes no such parameter; "
+                                f"it takes {', '.join(sorted(takes))}")
+            notes = []
+            if config is None:
+                default = (deployment.parameters or {}).get("config")
+                if default is None and "config" in (schema.get("required") or []):
+                    raise UserError(f"--config: {name} has no default config; give one (e.g. configs/tiny.yaml)")
+                notes.append(f"config: the deployment's default, {_short(default)} (no --config given)")
+            else:
+                value, note = _config_param(config, pool_type, working_directory_of(deployment))
+                parameters = {"config": value, **parameters}
+                if note:
+                    notes.append(note)
+            if output is not None:
+                parameters["output"] = output
+            try:
+                flow_run = run_deployment(deployment.id, parameters=parameters, timeout=0)
+            except PrefectHTTPStatusError as e:
+                detail = e.response.text if e.response is not None else str(e)
+                try:
+                    detail = json.loads(detail).get("detail", detail)
+                except (ValueError, AttributeError):
+                    pass
+                raise UserError(f"{name}: the server refused the run: {str(detail).splitlines()[0]}") from None
+        except httpx.HTTPError as e:
+            raise _lost_server(url, e, f"while starting a run of {name}") from None
+        flow_run_id = flow_run.id
+
+        echo(f"flow run {flow_run.name} ({flow_run.id}) of {name}, on pool {deployment.work_pool_name}")
+        echo(f"parameters: {json.dumps(parameters, ensure_ascii=False)}")
+        for note in notes:
+            echo(note)
+        if ui := ui_url_for_flow_run(flow_run.id):
+            echo(f"UI: {ui}")
+        if not watching:
+            echo(f"follow it: ruinstruct trigger ... --watch, or `prefect flow-run logs {flow_run.id}`")
+            return EXIT_OK
+    except KeyboardInterrupt as e:
+        code = interrupted_code(e)
+        echo(_stop_line(code, name, flow_run_id, watching=False))
+        return code
+    return watch_run(flow_run_id, deployment.work_pool_name, timeout, echo, poll_s, api=url)
 
 
 def watch_run(flow_run_id, pool: str | None, timeout: float | None, echo: Echo = _echo,
-              poll_s: float = 1.0) -> int:
-    """Print each state change until a final state (0 Completed, 1 otherwise), `timeout` (1), or
-    Ctrl-C (130; the run goes on on the worker)."""
+              poll_s: float = 1.0, api: str | None = None) -> int:
+    """Print each state change until a final state (0 Completed, 1 otherwise), `timeout` (1), or a
+    signal (128 + its number; the run goes on on the worker). A server that stops answering is a
+    UserError (exit 2)."""
+    import httpx
     from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
 
+    if api is None:
+        from prefect.settings import get_current_settings
+
+        api = get_current_settings().api.url
     deadline = time.monotonic() + timeout if timeout else None
     last = None
     hinted = False
@@ -479,7 +623,14 @@ def watch_run(flow_run_id, pool: str | None, timeout: float | None, echo: Echo =
                          f" after {timeout:g} s; it goes on: `prefect flow-run inspect {flow_run_id}`")
                     return EXIT_FAILED
                 time.sleep(poll_s)
-    except KeyboardInterrupt:
-        echo(f"\nstopped watching; flow run {flow_run_id} goes on on the worker "
-             f"(`prefect flow-run cancel {flow_run_id}` stops it)")
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as e:
+        code = interrupted_code(e)
+        echo(_stop_line(code, "", flow_run_id, watching=True))
+        return code
+    except ObjectNotFound:
+        raise UserError(f"flow run {flow_run_id} is no longer on the server at PREFECT_API_URL={api} "
+                        "(deleted while watching)") from None
+    except httpx.HTTPError:
+        # PrefectHTTPStatusError is one too; the client has already retried for about a minute
+        raise UserError(f"lost the Prefect server at PREFECT_API_URL={api} while watching; "
+                        f"flow run {flow_run_id} goes on on the worker") from None

@@ -393,39 +393,55 @@ def deploy_cmd(
                                           "created: docker | kubernetes")] = "docker",
     name: Annotated[list[str] | None, typer.Option("--name", "-n", help="deploy only these: FLOW/DEPLOYMENT or "
                                                    "a name, wildcards allowed ('*/tiny'); repeatable")] = None,
-    prefect_file: Annotated[Path | None, typer.Option("--prefect-file", help="default: the project's "
-                                                      "prefect.yaml")] = None,
+    prefect_file: Annotated[Path | None, typer.Option("--prefect-file", help="default: ./prefect.yaml, else "
+                                                      "the installed project's")] = None,
 ) -> None:
     """Create the work pools prefect.yaml names that are missing (ruinstruct-cpu: process;
-    ruinstruct-gpu: docker or kubernetes with deployments/*-gpu.json), never changing an existing
-    one, then `prefect --no-prompt deploy` them. Needs PREFECT_API_URL."""
+    ruinstruct-gpu: docker or kubernetes with deployments/*-gpu.json next to prefect.yaml), never
+    changing an existing one, then `prefect --no-prompt deploy` them. Needs PREFECT_API_URL.
+    RUINSTRUCT_IMAGE=NAME:TAG builds and pushes the GPU image; with RUINSTRUCT_BUILD=0 as well the
+    paper deployments just name it. Exit 130/143 on Ctrl-C/SIGTERM (prefect deploy is stopped)."""
+    import sys
+
     from deployments.deploy import deploy
 
-    raise typer.Exit(deploy(name or (), gpu_pool=gpu_pool, prefect_file=prefect_file))
+    code = deploy(name or (), gpu_pool=gpu_pool, prefect_file=prefect_file)
+    if code > 128:
+        # interrupted: deploy said so in one line; leave without the signal handler's "a rerun
+        # resumes from what was written" (signals.finish)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    raise typer.Exit(code)
 
 
 @app.command("trigger")
 def trigger_cmd(
     deployment: Annotated[str, typer.Argument(help="FLOW/DEPLOYMENT, e.g. ruinstruct-pipeline/tiny")],
-    config: Annotated[str, typer.Option("--config", "-c", help="run config: a YAML profile's path as the "
-                                        "worker sees it (configs/tiny.yaml)")],
+    config: Annotated[str | None, typer.Option("--config", "-c", help="run config, a YAML profile's path: "
+                                               "relative to the deployment's working directory (the checkout "
+                                               "for */tiny, /opt/ruinstruct for */paper); a file here outside "
+                                               "the checkout goes absolute. Default: the deployment's own")] = None,
     output: Annotated[str | None, typer.Option("--output", "-o", help="run root on the worker (a relative "
                                         "path: under the flow run's working directory)")] = None,
     param: Annotated[list[str] | None, typer.Option("--param", "-p", help="another flow parameter, "
                                                     "NAME=VALUE (JSON or text); repeatable")] = None,
     watch: Annotated[bool, typer.Option("--watch", "-w", help="follow the run; exit 0 Completed, 1 "
-                                        "Failed/Crashed/Cancelled")] = False,
+                                        "Failed/Crashed/Cancelled. Without it exit 0 means the run was "
+                                        "created")] = False,
     timeout: Annotated[float | None, typer.Option("--timeout", help="stop watching after S seconds "
                                                   "(exit 1; the run goes on); implies --watch")] = None,
 ) -> None:
-    """Start a run of a deployment on its work pool and print its id and UI address. Needs
-    PREFECT_API_URL and a worker on the deployment's pool."""
+    """Create a run of a deployment on its work pool and print its id and UI address; exit 0 once
+    it is created (with --watch: when it ends Completed). Needs PREFECT_API_URL and a worker on the
+    deployment's pool. Exit 2 on an expected error (unknown deployment, no server, server lost
+    while watching), 130/143 on Ctrl-C/SIGTERM (a created run goes on)."""
     import sys
 
-    from deployments.deploy import EXIT_INTERRUPTED, trigger
+    from deployments.deploy import trigger
 
     code = trigger(deployment, config, output, param or (), watch=watch, timeout=timeout)
-    if code == EXIT_INTERRUPTED:
+    if code > 128:
         # the run goes on on the worker: nothing of ours to stop or resume, so leave without the
         # signal handler's "a rerun resumes" line (signals.finish)
         sys.stdout.flush()

@@ -1,8 +1,8 @@
 """`ruinstruct deploy` and `ruinstruct trigger` against a real Prefect server (and, for a failing
 run, a real process worker on the ruinstruct-cpu pool that `ruinstruct deploy` created): the 8
 deployments of prefect.yaml as the server stores them, existing pools left alone, the GPU image
-steps with and without $RUINSTRUCT_IMAGE, and trigger's exit codes (2 expected errors, 1 a failed
-run or a timeout, 130 Ctrl-C). The server and the worker are the session's (conftest): what a
+steps with and without $RUINSTRUCT_IMAGE (and RUINSTRUCT_BUILD=0), and trigger's exit codes (2
+expected errors, 1 a failed run or a timeout, 130 Ctrl-C, 143 SIGTERM) and its default config. The server and the worker are the session's (conftest): what a
 test changes on them it puts back."""
 
 from __future__ import annotations
@@ -88,12 +88,10 @@ def test_deploy_creates_the_missing_pools_and_the_eight_deployments(deployed, pr
 
     gpu, cpu = read_pool("ruinstruct-gpu"), read_pool("ruinstruct-cpu")
     assert (gpu.type, cpu.type) == ("docker", "process")
+    # never Prefect's default Docker template (no GPU request): without the file deploy stops
     template = REPO / "deployments/docker-gpu.json"
-    if template.is_file():
-        assert gpu.base_job_template == json.loads(template.read_text())
-        assert "ruinstruct-gpu" in deployed.existed or "from deployments/docker-gpu.json" in out
-    else:  # the Docker type's own default, which still takes an image
-        assert "image" in gpu.base_job_template["variables"]["properties"]
+    assert gpu.base_job_template == json.loads(template.read_text())
+    assert "ruinstruct-gpu" in deployed.existed or "from deployments/docker-gpu.json" in out
 
     deps = read_deployments()
     assert sorted(deps) == sorted(ALL)
@@ -181,13 +179,20 @@ def test_with_an_image_named_the_paper_deployments_build_push_and_run_it(deploye
     env = {**deployed.env, "PYTHONPATH": str(tmp_path / "fake"), "FAKE_DOCKER_LOG": str(log),
            "RUINSTRUCT_IMAGE": image}
     names = ["--name", "ruinstruct-data/paper"]
+    prebuilt = "registry.example.com/ruinstruct-gpu:prebuilt"
     try:
         res = ruinstruct(env, "deploy", *names)
         deps = read_deployments()
+        # an image built and pushed by hand: named, nothing built (the fake would log it)
+        named = ruinstruct({**env, "RUINSTRUCT_IMAGE": prebuilt, "RUINSTRUCT_BUILD": "0"}, "deploy", *names)
+        named_deps = read_deployments()
     finally:  # back to prefect.yaml's image for the session's other modules
         restored = ruinstruct(deployed.env, "deploy", *names)
     assert res.returncode == 0, show(res)
+    assert named.returncode == 0, show(named)
     assert restored.returncode == 0, show(restored)
+    assert f"build-image: skipped (RUINSTRUCT_BUILD=0); the deployments will run {prebuilt}" in named.stdout
+    assert named_deps["ruinstruct-data/paper"].job_variables == {"image": prebuilt}
     rows = [json.loads(line) for line in log.read_text().splitlines()]
     # the project's GPU Dockerfile, the checkout as the build context, the tag from the name
     assert rows == [["build", "registry.example.com/ruinstruct-gpu", "2026.12", "docker/gpu.Dockerfile", str(REPO)],
@@ -249,7 +254,27 @@ def test_trigger_watch_of_a_failing_run_exits_1_with_its_message(deployed, proce
     print(f"\nruinstruct trigger --watch of a failing run: {seconds:.1f} s")
 
 
-def test_trigger_watch_times_out_and_ctrl_c_leaves_the_run_going(deployed):
+def _interrupted_watch(env: dict[str, str], signum: int) -> tuple[int, str, str, str]:
+    """(exit code, flow run id, stdout after the signal, stderr) of `trigger --watch` stopped by
+    `signum` while the run is Scheduled."""
+    proc = subprocess.Popen([sys.executable, "-m", "ruinstruct.cli", "trigger", "ruinstruct-data/paper",
+                             "--config", "configs/paper.yaml", "--watch"], env=env, cwd=REPO,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        lines = []
+        while not any(" Scheduled" in line for line in lines):  # watching
+            line = proc.stdout.readline()
+            assert line, f"trigger ended early: {lines} {proc.stderr.read()}"
+            lines.append(line)
+        proc.send_signal(signum)
+        rest, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return proc.returncode, lines[0].split("(")[1].split(")")[0], rest, err
+
+
+def test_trigger_watch_times_out_and_signals_leave_the_run_going(deployed):
     """ruinstruct-gpu has no worker here: its runs stay Scheduled, which is what a timeout and an
     interrupted watch need."""
     from prefect.client.orchestration import get_client
@@ -262,25 +287,27 @@ def test_trigger_watch_times_out_and_ctrl_c_leaves_the_run_going(deployed):
     assert '"config": "configs/paper.yaml"' in res.stdout
     assert f"is still Scheduled after 2 s; it goes on: `prefect flow-run inspect {run_id}`" in res.stdout, show(res)
 
-    proc = subprocess.Popen([sys.executable, "-m", "ruinstruct.cli", "trigger", "ruinstruct-data/paper",
-                             "--config", "configs/paper.yaml", "--watch"], env=deployed.env, cwd=REPO,
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        lines = []
-        while not any(" Scheduled" in line for line in lines):  # watching
-            line = proc.stdout.readline()
-            assert line, f"trigger ended early: {lines} {proc.stderr.read()}"
-            lines.append(line)
-        proc.send_signal(signal.SIGINT)
-        rest, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 130, (lines, rest, err)
-    interrupted_id = lines[0].split("(")[1].split(")")[0]
-    assert f"stopped watching; flow run {interrupted_id} goes on on the worker" in rest
-    assert "Traceback" not in rest + err and "rerun resumes" not in err, err
+    ids = [run_id]
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        code, interrupted_id, rest, err = _interrupted_watch(deployed.env, signum)
+        ids.append(interrupted_id)
+        assert code == 128 + signum, (signum, rest, err)
+        assert f"stopped watching; flow run {interrupted_id} goes on on the worker" in rest
+        assert "Traceback" not in rest + err and "rerun resumes" not in err, err
     with get_client(sync_client=True) as client:
-        for rid in (run_id, interrupted_id):
+        for rid in ids:
             assert client.read_flow_run(rid).state.is_scheduled()
             client.delete_flow_run(rid)  # the session's other modules count runs
+
+
+def test_trigger_without_config_runs_the_deployments_own(deployed):
+    from prefect.client.orchestration import get_client
+
+    res = ruinstruct(deployed.env, "trigger", "ruinstruct-data/paper")
+    assert res.returncode == 0, show(res)
+    run_id = res.stdout.splitlines()[0].split("(")[1].split(")")[0]
+    assert "config: the deployment's default, configs/paper.yaml (no --config given)" in res.stdout, show(res)
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(run_id)
+        client.delete_flow_run(run_id)  # the session's other modules count runs
+    assert run.parameters == {"config": "configs/paper.yaml"}
