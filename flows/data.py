@@ -46,7 +46,7 @@ def data_flow(
         if src.translate:
             refs += make_shards(src.name, ld["raw"], run.translation.shard_size, str(paths.shards), src_lang)
     jobs = stages.shard_jobs(refs, paths, run.translator_id, config.faults.fail_shards_once)
-    with shard_runner(config.runner) as runner:
+    with shard_runner(config.runner, len(jobs)) as runner:
         done, failed = translate_shards(run, jobs, runner)
     runtime.release_translators()  # free the translator (and the GPU) for what comes after
 

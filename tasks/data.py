@@ -19,6 +19,7 @@ from prefect.task_runners import TaskRunner
 
 from ruinstruct.config import RunConfig, RunnerConfig, SourceConfig, TranslationConfig
 from ruinstruct.data_report import build_report, report_markdown
+from ruinstruct.errors import UserError
 from ruinstruct.filters.report import filter_report_markdown
 from ruinstruct.io import write_json
 from ruinstruct.paths import RunPaths
@@ -159,11 +160,11 @@ def _local_cluster_class() -> str:
 
 
 @contextmanager
-def shard_runner(runner: RunnerConfig) -> Iterator[TaskRunner | None]:
+def shard_runner(runner: RunnerConfig, shards: int) -> Iterator[TaskRunner | None]:
     """The task runner the translation shards go to: None (the flow's own threads) or a started
     DaskTaskRunner on the cluster at `runner.address`, or on a LocalCluster of `n_workers`
-    processes that lives as long as the block."""
-    if runner.kind != "dask":
+    processes that lives as long as the block. No cluster is started for no shard."""
+    if runner.kind != "dask" or shards == 0:
         yield None
         return
     from prefect.settings import PREFECT_API_URL
@@ -182,12 +183,18 @@ def shard_runner(runner: RunnerConfig) -> Iterator[TaskRunner | None]:
         dask = DaskTaskRunner(cluster_class=_local_cluster_class(), cluster_kwargs={
             "n_workers": runner.n_workers, "threads_per_worker": runner.threads_per_worker, "dashboard_address": None,
         })
+    where = runner.address or f"LocalCluster({runner.n_workers} workers)"
     try:
-        with dask:
-            get_run_logger().info(
-                "translation shards on Dask: %s", runner.address or f"LocalCluster({runner.n_workers} workers)"
-            )
+        dask.__enter__()
+        try:
+            try:
+                dask.client  # noqa: B018 - connects (or starts the LocalCluster) now, not at the first shard
+            except (OSError, TimeoutError) as e:  # no scheduler at the address, or it did not answer
+                raise UserError(f"runner.address: no Dask cluster reached at {where}: {e}") from None
+            get_run_logger().info("translation shards on Dask: %s", where)
             yield dask
+        finally:
+            dask.__exit__(None, None, None)
     finally:
         if saved is None:
             os.environ.pop("PREFECT_API_URL", None)

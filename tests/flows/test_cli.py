@@ -261,3 +261,33 @@ def test_prefect_analytics_off_unless_the_user_set_them():
     env |= {"PREFECT_SERVER_ANALYTICS_ENABLED": "true", "DO_NOT_TRACK": "0"}
     res = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120)
     assert res.stdout.split() == ["0", "True"], res.stderr
+
+
+def test_runner_option_overrides_the_profile(tmp_path):
+    """--runner dask keeps the profile's Dask settings; --runner default also drops its address
+    (valid only with dask), so the run does not fail later on it."""
+    from ruinstruct.cli import _config
+    from ruinstruct.config import RunnerConfig, resolve_config
+
+    raw = yaml.safe_load((REPO / "configs/tiny.yaml").read_text())
+    raw["runner"] = {"kind": "dask", "address": "tcp://10.0.0.5:8786", "n_workers": 3}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(raw))
+    assert _config(tmp_path / "c.yaml", None, "dask").runner == RunnerConfig(
+        kind="dask", address="tcp://10.0.0.5:8786", n_workers=3)
+    default = resolve_config(_config(tmp_path / "c.yaml", None, "default"))
+    assert default.runner == RunnerConfig(kind="default", n_workers=3)
+
+
+def test_dask_runner_without_the_extra_is_a_one_line_error(monkeypatch):
+    import importlib.util
+
+    from ruinstruct.config import RunnerConfig, load_config
+    from ruinstruct.errors import UserError
+    from ruinstruct.stages.data import preflight
+
+    cfg = load_config(REPO / "configs/tiny.yaml")
+    cfg = cfg.model_copy(update={"runner": RunnerConfig(kind="dask"), "data": cfg.data})
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "prefect_dask" else real(name, *a))
+    with pytest.raises(UserError, match=r"^runner\.kind: dask needs prefect_dask: pip install '\.\[dask\]'"):
+        preflight(cfg)

@@ -273,9 +273,10 @@ def test_injected_fault_fails_once_then_the_rerun_recomputes_only_it(tmp_path, t
     assert spy.shards == [("dolly", 1)]
 
 
-def test_dask_runner_gives_the_same_dataset_bytes(first_run, tmp_path, tiny_dir):
-    """runner: dask on a real LocalCluster of 2 worker processes: every shard task run is
-    reported to this flow's server (not to a server of the worker's own), and the dataset is
+def test_dask_runner_gives_the_same_dataset_bytes(first_run, tmp_path, tiny_dir, spy):
+    """runner: dask on a real LocalCluster of 2 worker processes: the shards are translated in
+    the workers (this process's spy sees no translator load and no shard), every shard task run
+    is reported to this flow's server (not to a server of the worker's own), and the dataset is
     the default runner's, byte for byte (every file of the dataset folder)."""
     from ruinstruct import runtime
     from ruinstruct.config import RunnerConfig
@@ -287,6 +288,7 @@ def test_dask_runner_gives_the_same_dataset_bytes(first_run, tmp_path, tiny_dir)
     )
     state = run(other)
     assert state.is_completed(), state.message
+    assert spy.loads == 0 and spy.shards == [] and spy.calls == 0
     default_states = shard_states(task_states(first_run[1]))
     states = shard_states(task_states(state))
     assert set(states) == set(default_states) and set(states.values()) == {"Completed"}

@@ -102,6 +102,12 @@ def preflight(config: RunConfig) -> None:
     for i, src in enumerate(config.data.sources):
         if src.path:
             require_file(src.path, f"data.sources[{i}].path ({src.name})")
+    if config.runner.kind == "dask":
+        import importlib.util
+
+        missing = [m for m in ("prefect_dask", "distributed") if importlib.util.find_spec(m) is None]
+        if missing:
+            raise UserError(f"runner.kind: dask needs {' and '.join(missing)}: pip install '.[dask]' (or prefect-dask)")
 
 
 def prepare_run(
