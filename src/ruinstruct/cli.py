@@ -94,7 +94,9 @@ def _config(path: Path, output: Path | None = None, runner: str | None = None):
         typer.secho(str(e), fg="red", err=True)
         raise typer.Exit(2) from None
     if runner is not None:
-        cfg = cfg.model_copy(update={"runner": cfg.runner.model_copy(update={"kind": runner})})
+        # --runner default also drops the profile's Dask address (it is only valid with dask)
+        update = {"kind": runner, **({"address": None} if runner == "default" else {})}
+        cfg = cfg.model_copy(update={"runner": cfg.runner.model_copy(update=update)})
     return cfg
 
 
