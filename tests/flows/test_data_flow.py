@@ -29,6 +29,17 @@ def shard_states(states: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in states.items() if k.startswith("translate-")}
 
 
+def rerun_recomputes_only_dolly_1(cfg, spy) -> None:
+    """A rerun of `cfg` after shard dolly#1 failed: it completes, that shard alone is translated
+    (Completed), every other comes back Cached."""
+    state = run(cfg)
+    assert state.is_completed(), state.message
+    states = shard_states(task_states(state))
+    assert {k for k, v in states.items() if v != "Cached"} == {"translate-dolly-1"}
+    assert states["translate-dolly-1"] == "Completed"
+    assert spy.shards == [("dolly", 1)]
+
+
 @pytest.fixture(scope="module")
 def first_run(tmp_path_factory, tiny_dir, prefect_harness):
     """One complete run (shared by the tests that only read its outputs)."""
@@ -128,12 +139,7 @@ def test_fault_in_one_shard_fails_alone_and_retry_recomputes_only_it(tmp_path, t
     # retry (a rerun of the same config): only the failed shard is computed
     spy.fail_shard = None
     spy.shards.clear()
-    state2 = run(cfg)
-    assert state2.is_completed(), state2.message
-    states2 = shard_states(task_states(state2))
-    assert {k for k, v in states2.items() if v != "Cached"} == {"translate-dolly-1"}
-    assert states2["translate-dolly-1"] == "Completed"
-    assert spy.shards == [("dolly", 1)]
+    rerun_recomputes_only_dolly_1(cfg, spy)
 
 
 def test_same_config_gives_same_dataset_bytes(first_run, tmp_path, tiny_dir):
@@ -265,12 +271,7 @@ def test_injected_fault_fails_once_then_the_rerun_recomputes_only_it(tmp_path, t
     assert len(list(paths.translated.rglob("*.parquet"))) == len(states) - 1
 
     spy.shards.clear()
-    state2 = run(cfg)
-    assert state2.is_completed(), state2.message
-    states2 = shard_states(task_states(state2))
-    assert {k for k, v in states2.items() if v != "Cached"} == {"translate-dolly-1"}
-    assert states2["translate-dolly-1"] == "Completed"
-    assert spy.shards == [("dolly", 1)]
+    rerun_recomputes_only_dolly_1(cfg, spy)
 
 
 def test_dask_runner_gives_the_same_dataset_bytes(first_run, tmp_path, tiny_dir, spy):
