@@ -269,10 +269,13 @@ PIPELINE_S = 420  # bound on the whole tiny pipeline run: data, one training cel
 
 
 @pytest.fixture(scope="package")
-def pipeline_run(prefect_server: PrefectServer, project_deployments, process_worker, tmp_path_factory, tiny_dir):
+def pipeline_run(prefect_server: PrefectServer, project_deployments, process_worker, tmp_path_factory, tiny_dir,
+                 data_runs):
     """Case 1, run once (the browser test photographs its results table):
     `ruinstruct trigger ruinstruct-pipeline/tiny --config P --output D --watch` on the trimmed
-    tiny profile. The CLI's result, the flow run id it printed, the run root and the profile."""
+    tiny profile. The CLI's result, the flow run id it printed, the run root and the profile.
+    The data runs (`data_runs`) are started first and go on beside it: the pipeline's processes
+    leave the second core idle much of the time."""
     import re
 
     from tests.e2e.helpers import write_pipeline_profile
@@ -291,8 +294,10 @@ def pipeline_run(prefect_server: PrefectServer, project_deployments, process_wor
                            seconds=time.monotonic() - started, logs=process_worker.logs)
 
 
-README_RUN_S = 300  # --watch-timeout of the README's data run (the whole tiny profile; ~25 s alone)
-# configs/tiny.yaml's translator, ../.cache/tiny/translator from configs/: `make tiny` builds it
+# case 2's profile, passed relative to the checkout (the deployment's working directory) as the
+# README's `prefect deployment run ... --param config=...` does; it reads the checkout's tiny
+# translator (.cache/tiny/translator, which `make tiny` builds)
+RELATIVE_PROFILE = "tests/e2e/profiles/tiny-data-fault.yaml"
 TINY_TRANSLATOR = REPO / ".cache" / "tiny" / "translator"
 
 
@@ -301,38 +306,47 @@ def wanted(request: pytest.FixtureRequest, fixture: str) -> bool:
     return any(fixture in getattr(item, "fixturenames", ()) for item in request.session.items)
 
 
+def start_readme_form_run(server: PrefectServer, folder: Path, root: Path) -> tuple[Any, SimpleNamespace]:
+    """`prefect --no-prompt deployment run 'ruinstruct-data/tiny' --param config=<RELATIVE_PROFILE>
+    --param output=ROOT`, typed in an empty folder that is not the checkout: the flow run has to
+    resolve the relative path in its own working directory. Returns (flow run, how it started)."""
+    import re
+
+    from tests.e2e.helpers import read_flow_run
+
+    elsewhere = folder / "elsewhere"
+    elsewhere.mkdir()
+    res = server.run(prefect_cmd("--no-prompt", "deployment", "run", "ruinstruct-data/tiny",
+                                 "--param", f"config={RELATIVE_PROFILE}", "--param", f"output={root}"),
+                     cwd=elsewhere, check=False)
+    m = re.search(r"UUID: ([0-9a-f-]{36})", res.stdout)
+    assert res.returncode == 0 and m, f"prefect deployment run -> {res.returncode}\n{res.stdout}\n{res.stderr}"
+    return read_flow_run(m.group(1)), SimpleNamespace(cwd=elsewhere, config=RELATIVE_PROFILE, stdout=res.stdout)
+
+
 @pytest.fixture(scope="package")
 def data_runs(request, prefect_server: PrefectServer, project_deployments, process_worker,
-              tmp_path_factory) -> Iterator[SimpleNamespace]:
-    """The runs of `ruinstruct-data/tiny` that the e2e tests read, all started at once so that they
-    share the worker's time (each test then waits for its own run; the first waits the longest):
-    - `faulty`: case 2's and the browser test's runs, shard dolly#1 failing once,
-      "retry-cli" / "retry-ui" -> (flow run, run root);
-    - `readme`: the README's plain Prefect command, `prefect deployment run ... --param
-      config=configs/tiny.yaml ... --watch`, run from a folder that is not the checkout (the
-      relative path is the flow run's to resolve), still going; None without the tiny translator."""
+              tmp_path_factory) -> SimpleNamespace:
+    """The runs of `ruinstruct-data/tiny` that the e2e tests read, started at once so that they
+    share the worker's time: case 2's and the browser test's, shard dolly#1 failing once,
+    `faulty["retry-cli"]` / `faulty["retry-ui"]` -> (flow run, run root). Case 2's is started with
+    the README's plain Prefect form and a relative config path (`readme`: how), when the checkout
+    has its tiny translator; otherwise, like the browser test's, through the API with a profile
+    written for the session's tiny models (`readme` None)."""
     from tests.e2e.helpers import start_faulty_data_run
 
     folder = tmp_path_factory.mktemp("data-runs")
     runs = SimpleNamespace(faulty={}, readme=None)
-    try:
-        if wanted(request, "readme_data_run") and (TINY_TRANSLATOR / "config.json").exists():
-            elsewhere = folder / "elsewhere"
-            elsewhere.mkdir()
-            out = folder / "readme"
-            cmd = prefect_cmd("--no-prompt", "deployment", "run", "ruinstruct-data/tiny",
-                              "--param", "config=configs/tiny.yaml", "--param", f"output={out}",
-                              "--watch", "--watch-timeout", str(README_RUN_S))
-            log = folder / "readme-cli.log"
-            runs.readme = SimpleNamespace(cmd=cmd, cwd=elsewhere, output=out, log=log, started=time.monotonic(),
-                                          proc=prefect_server.start(cmd, log, cwd=elsewhere))
-        if wanted(request, "faulty_data_runs"):
-            tiny_dir = request.getfixturevalue("tiny_dir")  # only here: without a build it makes one
-            runs.faulty = {name: start_faulty_data_run(folder, tiny_dir, name) for name in ("retry-cli", "retry-ui")}
-        yield runs
-    finally:
-        if runs.readme is not None:
-            stop(runs.readme.proc)
+    if wanted(request, "faulty_data_runs"):
+        tiny_dir = request.getfixturevalue("tiny_dir")  # only here: without a build it makes one
+        if (TINY_TRANSLATOR / "config.json").exists():
+            root = folder / "retry-cli"
+            run, runs.readme = start_readme_form_run(prefect_server, folder, root)
+            runs.faulty["retry-cli"] = (run, root)
+        else:
+            runs.faulty["retry-cli"] = start_faulty_data_run(folder, tiny_dir, "retry-cli")
+        runs.faulty["retry-ui"] = start_faulty_data_run(folder, tiny_dir, "retry-ui")
+    return runs
 
 
 @pytest.fixture(scope="package")
@@ -340,13 +354,3 @@ def faulty_data_runs(data_runs) -> dict[str, tuple[Any, Path]]:
     """Case 2's and the browser test's runs of `ruinstruct-data/tiny`, each with shard dolly#1
     failing once: "retry-cli" / "retry-ui" -> (flow run, run root)."""
     return data_runs.faulty
-
-
-@pytest.fixture(scope="package")
-def readme_data_run(request) -> SimpleNamespace:
-    """The README's `prefect deployment run 'ruinstruct-data/tiny' --param config=configs/tiny.yaml`
-    (still going: wait on `.proc`); skips, before any server starts, without the tiny translator."""
-    if not (TINY_TRANSLATOR / "config.json").exists():
-        pytest.skip(f"{TINY_TRANSLATOR} is missing: configs/tiny.yaml reads its translator from there "
-                    "(`make tiny` builds it; a RUINSTRUCT_TINY_DIR elsewhere does not)")
-    return request.getfixturevalue("data_runs").readme

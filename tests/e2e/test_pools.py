@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from tests.e2e.conftest import REPO
+from tests.e2e.conftest import REPO, prefect_cmd
 
 pytestmark = pytest.mark.e2e
 
@@ -31,11 +31,15 @@ def test_gpu_pools_are_created_from_the_templates_and_enforce_them(prefect_serve
     suffix = uuid.uuid4().hex[:6]
     pools = {f"{name}-{suffix}": spec for name, spec in POOLS.items()}
     gpu_pool = f"ruinstruct-gpu-{suffix}"
+    # the three commands at once (each is a few seconds of CLI start-up)
+    procs = {}
     for name, (kind, template) in pools.items():
         args = ["work-pool", "create", name, "--type", kind]
         if template:
             args += ["--base-job-template", template]
-        prefect_server.cli(*args)
+        procs[name] = prefect_server.start(prefect_cmd("--no-prompt", *args), tmp_path / f"{name}.log")
+    for name, proc in procs.items():
+        assert proc.wait(timeout=120) == 0, (tmp_path / f"{name}.log").read_text()
 
     with get_client(sync_client=True) as client:
         for name, (kind, template) in pools.items():
