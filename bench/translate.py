@@ -39,6 +39,7 @@ decoding throughput, not a translation quality.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -414,6 +415,15 @@ def versions() -> dict:
 
 
 def main() -> None:
+    # Libraries' chatter (DeepSpeed's accelerator notice, imported by transformers) goes to
+    # stderr, so that stdout is the one JSON object.
+    with contextlib.redirect_stdout(sys.stderr):
+        result = run()
+    if result is not None:
+        print(json.dumps(result, indent=2, ensure_ascii=False))
+
+
+def run() -> dict | None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--tiny", type=Path, default=REPO / ".cache/tiny")
     ap.add_argument("--paragraphs", type=int, default=None, help="default 2000 (--quick: 40)")
@@ -438,7 +448,9 @@ def main() -> None:
 
         build_tiny(args.tiny)
     if args.rss_child:
-        return rss_child(args.tiny, args.rss_child, args.device)
+        with contextlib.redirect_stdout(sys.__stdout__):
+            rss_child(args.tiny, args.rss_child, args.device)
+        return None
     n = args.paragraphs or (40 if args.quick else 2000)
     repeat = args.repeat or (1 if args.quick else 3)
 
@@ -463,8 +475,7 @@ def main() -> None:
                               args.gpu_batch_tokens, args.gpu_batch_size, variants)
         if device == "cuda":
             res["gpu"] = torch.cuda.get_device_name(0)
-        print(json.dumps({"bench": "translate-gpu-model", "versions": versions(), **res}, indent=2))
-        return
+        return {"bench": "translate-gpu-model", "versions": versions(), **res}
 
     paragraphs = make_paragraphs(n)
     with tempfile.TemporaryDirectory() as tmp:
@@ -484,7 +495,7 @@ def main() -> None:
         rest["speedup_batching_only"] = round(rest["naive_same_segments_s"] / ours_s, 2)
         rest["speedup_model_limit_vs_40"] = round(rest["limit40_s"] / ours_s, 2)
         result["transformers_path"] = rest
-    print(json.dumps(result, indent=2, ensure_ascii=False))
+    return result
 
 
 if __name__ == "__main__":
