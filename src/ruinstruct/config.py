@@ -154,6 +154,21 @@ class TranslationConfig(Strict):
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
         default="auto", description="auto: bf16 (or fp16) on CUDA, fp32 on CPU"
     )
+    backend: Literal["transformers", "ctranslate2"] = Field(
+        default="transformers",
+        description="transformers: the HF model in torch; ctranslate2: the same checkpoint converted once to "
+        "CTranslate2 (faster; see compute_type, ct2_dir). Part of the translator id",
+    )
+    compute_type: Literal["auto", "float32", "int8", "int8_float16", "float16", "bfloat16"] = Field(
+        default="auto",
+        description="ctranslate2 only: weight and compute precision; auto: int8_float16 on CUDA, the fastest "
+        "measured on CPU. The resolved value is part of the translator id",
+    )
+    ct2_dir: str | None = Field(
+        default=None,
+        description="ctranslate2 only: where converted models are kept (one folder per model, revision and "
+        "compute type); default $HF_HOME/ctranslate2 (~/.cache/huggingface/ctranslate2)",
+    )
     num_beams: int = Field(default=1, ge=1, description="beam search width; 1 = greedy decoding")
     max_batch_tokens: int = Field(default=4096, ge=16, description="token budget per generate batch")
     max_batch_size: int = Field(
@@ -180,7 +195,13 @@ class TranslationConfig(Strict):
 
     def generation_key(self) -> dict:
         """Everything that changes a translation's text (the cache key's translator part)."""
-        return self.model_dump(exclude={"model", "device", "max_batch_tokens", "max_batch_size", "shard_size", "cache_dir"})
+        exclude = {"model", "device", "max_batch_tokens", "max_batch_size", "shard_size", "cache_dir", "ct2_dir"}
+        if self.backend == "transformers":
+            # left out so that the ids (and caches) made before there was a choice of backend stay valid
+            exclude |= {"backend", "compute_type"}
+        else:
+            exclude |= {"dtype"}  # torch's dtype plays no part in a CTranslate2 translation; compute_type does
+        return self.model_dump(exclude=exclude)
 
     @property
     def translator_id(self) -> str:

@@ -88,6 +88,11 @@ def resolve_config(cfg: TranslationConfig, model_config: Any = None) -> Translat
     device = resolve_device(cfg.device)
     dtype = str(resolve_dtype(cfg.dtype, device)).removeprefix("torch.")
     update: dict[str, Any] = {"device": "cuda" if device.startswith("cuda") else device, "dtype": dtype}
+    if cfg.backend == "ctranslate2":  # CTranslate2's own CUDA decides the device and the compute type
+        from . import ct2
+
+        update["device"] = ct2.resolve_device(cfg.device)
+        update["compute_type"] = ct2.resolve_compute_type(cfg.compute_type, update["device"])
     if cfg.max_input_tokens is None:
         update["max_input_tokens"] = model_input_limit(cfg, model_config)
     return cfg.model_copy(update=update)
@@ -135,7 +140,12 @@ def model_input_limit(cfg: TranslationConfig, model_config: Any = None) -> int:
 
 
 def load_translator(cfg: TranslationConfig) -> Translator:
-    """The one factory the pipeline uses to get a translator (tests monkeypatch this)."""
+    """The one factory the pipeline uses to get a translator (tests monkeypatch this): by
+    `cfg.backend`, an `HFTranslator` or a `ct2.CT2Translator`."""
+    if cfg.backend == "ctranslate2":
+        from .ct2 import CT2Translator
+
+        return CT2Translator(cfg)
     return HFTranslator(cfg)
 
 
