@@ -297,18 +297,29 @@ def build_gpu_model(tiny: Path, out: Path, shape: tuple[int, int, int, int], see
 
 
 def bench_gpu_model(tiny: Path, n: int, repeat: int, device: str, shape: tuple[int, int, int, int],
-                    batch_tokens: int, batch_size: int, variants: list[tuple[str, dict]]) -> dict:
+                    batch_tokens: int, batch_size: int, variants: list[tuple[str, dict]],
+                    model: str | None = None) -> dict:
+    """paragraphs/s of each variant on the random model of `shape`, or on the checkpoint `model`
+    (a local folder or a hub id already in the cache, e.g. WMT21 itself)."""
     paragraphs = make_paragraphs(n)
     res: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as d:
-        model_dir = Path(d) / "m2m100-random"
-        params = build_gpu_model(tiny, model_dir, shape)
-        res["model"] = {"d_model": shape[0], "encoder_layers": shape[1], "decoder_layers": shape[1],
-                        "ffn": shape[2], "heads": shape[3], "parameters": params}
+        if model is None:
+            model_dir: Path | str = Path(d) / "m2m100-random"
+            params = build_gpu_model(tiny, model_dir, shape)  # type: ignore[arg-type]
+            res["model"] = {"d_model": shape[0], "encoder_layers": shape[1], "decoder_layers": shape[1],
+                            "ffn": shape[2], "heads": shape[3], "parameters": params, "weights": "random"}
+        else:
+            from transformers import AutoConfig
+
+            model_dir = model
+            c = AutoConfig.from_pretrained(model)
+            res["model"] = {"name": model, "d_model": c.d_model, "encoder_layers": c.encoder_layers,
+                            "decoder_layers": c.decoder_layers, "ffn": c.decoder_ffn_dim, "vocab": c.vocab_size}
         res["settings"] = {"device": device, "paragraphs": n, "max_batch_tokens": batch_tokens,
                            "max_batch_size": batch_size, "repeat": repeat}
         for name, over in variants:
-            _, tr = translator(None, device, model=model_dir, max_batch_tokens=batch_tokens,
+            _, tr = translator(None, device, model=Path(model_dir), max_batch_tokens=batch_tokens,
                                max_batch_size=batch_size, ct2_dir=str(Path(d) / "ct2"), **over)
             t = time.perf_counter()
             tr.translate(paragraphs[:8])  # load (and for CTranslate2 convert) and warm up
@@ -437,6 +448,9 @@ def run() -> dict | None:
     ap.add_argument("--gpu-model", action="store_true",
                     help="CUDA: a random ~400M M2M100, transformers bf16/fp16 vs CTranslate2 float16/int8_float16")
     ap.add_argument("--gpu-paragraphs", type=int, default=1024)
+    ap.add_argument("--gpu-checkpoint", default=None,
+                    help="with --gpu-model: measure this checkpoint (folder or cached hub id, e.g. "
+                    "facebook/wmt21-dense-24-wide-en-x) instead of the random one")
     ap.add_argument("--gpu-batch-tokens", type=int, default=16384)
     ap.add_argument("--gpu-batch-size", type=int, default=128)
     # the --gpu-model code path on CPU with a small shape and the CPU types (tests, no GPU needed)
@@ -472,7 +486,7 @@ def run() -> dict | None:
                         ("ctranslate2_float16", {"backend": "ctranslate2", "compute_type": "float16"}),
                         ("ctranslate2_int8_float16", {"backend": "ctranslate2", "compute_type": "int8_float16"})]
         res = bench_gpu_model(args.tiny, args.gpu_paragraphs if not args.quick else n, repeat, device, shape,
-                              args.gpu_batch_tokens, args.gpu_batch_size, variants)
+                              args.gpu_batch_tokens, args.gpu_batch_size, variants, args.gpu_checkpoint)
         if device == "cuda":
             res["gpu"] = torch.cuda.get_device_name(0)
         return {"bench": "translate-gpu-model", "versions": versions(), **res}
