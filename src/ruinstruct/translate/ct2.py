@@ -47,7 +47,7 @@ MARKER = "ruinstruct-ct2.json"
 #: machine, through CT2Translator with 2 threads, float32 5.39 s, int8 5.71 s. int8 is as fast or
 #: faster on the tiny model, and a real model on a CPU is bound by memory bandwidth, which int8
 #: weights quarter. It changes the tiny model's output (1,122 of 2,000 paragraphs identical to
-#: fp32; the 4.7B model is far less sensitive): profiles that want fp32's exact output say float32.
+#: fp32): profiles that want fp32's exact output say float32.
 CPU_AUTO = "int8"
 
 
