@@ -44,8 +44,8 @@ MARKER = "ruinstruct-ct2.json"
 #: compute_type "auto" on a CPU. Measured on this project's 2-core CI machine with the tiny M2M100
 #: (make-tiny) on 1,000 of the bench's paragraphs, best of 3, interleaved: 1 thread float32 1.40 s,
 #: int8 1.16 s; 2 threads float32 1.83 s, int8 1.72 s (another bench sharing the cores); on the idle
-#: machine, through CT2Translator with 2 threads, float32 5.39 s, int8 5.71 s. int8 is as fast or
-#: faster on the tiny model, and a real model on a CPU is bound by memory bandwidth, which int8
+#: machine, through CT2Translator with 2 threads, float32 5.39 s, int8 5.71 s. int8 won three of the
+#: four, within 17% either way on the tiny model; a real model on a CPU is bound by memory bandwidth, which int8
 #: weights quarter. It changes the tiny model's output (1,122 of 2,000 paragraphs identical to
 #: fp32): profiles that want fp32's exact output say float32.
 CPU_AUTO = "int8"
