@@ -261,7 +261,7 @@ def bench_backends(tiny: Path, paragraphs: list[str], device: str, repeat: int, 
         "paragraphs": len(paragraphs),
         "repeat": repeat,
         "torch_threads": torch.get_num_threads(),
-        "ct2_threads": int(os.environ["RUINSTRUCT_CT2_THREADS"]),
+        "ct2_workers": {name: ct.workers for name, ct in ct2s.items()},
         "max_batch_tokens": cfg.max_batch_tokens,
         "max_batch_size": cfg.max_batch_size,
         "max_input_tokens": cfg.max_input_tokens,
@@ -440,10 +440,9 @@ def run() -> dict | None:
     ap.add_argument("--scale", type=int, default=10)
     ap.add_argument("--device", default="cpu", help="cpu | cuda | auto")
     ap.add_argument("--backends-only", action="store_true", help="only the backend comparison")
-    # On this project's 2-core machine CTranslate2 on 2 threads took 10.9 s for the 2,000
-    # paragraphs and on 1 thread 3.4 s (fresh processes, one run each): 1 is the default here.
     ap.add_argument("--ct2-threads", type=int, default=None,
-                    help="CTranslate2 CPU threads ($RUINSTRUCT_CT2_THREADS; default 1)")
+                    help="CTranslate2 CPU workers of one thread each ($RUINSTRUCT_CT2_THREADS; "
+                    "default torch's thread count, the cores the transformers path uses)")
     ap.add_argument("--quick", action="store_true", help="40 paragraphs, one run each, backends only (tests)")
     ap.add_argument("--ct2-dir", type=Path, default=None,
                     help="where to convert (default: a temporary folder, so convert_s is a first use)")
@@ -467,8 +466,8 @@ def run() -> dict | None:
         with contextlib.redirect_stdout(sys.__stdout__):
             rss_child(args.tiny, args.rss_child, args.device)
         return None
-    if args.ct2_threads is not None or "RUINSTRUCT_CT2_THREADS" not in os.environ:
-        os.environ["RUINSTRUCT_CT2_THREADS"] = str(args.ct2_threads or 1)
+    if args.ct2_threads is not None:
+        os.environ["RUINSTRUCT_CT2_THREADS"] = str(args.ct2_threads)
     n = args.paragraphs or (40 if args.quick else 2000)
     repeat = args.repeat or (1 if args.quick else 3)
 

@@ -25,8 +25,7 @@ def shard_states(state) -> dict[str, str]:
     return {k: v for k, v in task_states(state).items() if k.startswith("translate-")}
 
 
-def test_ctranslate2_backend_runs_caches_and_keys_the_shards(tmp_path, tiny_dir, spy, monkeypatch):
-    monkeypatch.setenv("RUINSTRUCT_CT2_THREADS", "1")  # the tiny model is faster on one (tests/unit/test_ct2.py)
+def test_ctranslate2_backend_runs_caches_and_keys_the_shards(tmp_path, tiny_dir, spy):
     from ruinstruct.io import read_dialogs
     from ruinstruct.translate import ct2
     from ruinstruct.translate.engine import resolve_config

@@ -32,7 +32,7 @@ def test_quick_bench_compares_the_four_ways_on_the_same_paragraphs(tiny_dir, tmp
     assert "transformers_path" not in out  # --quick: the backends only
     b = out["backends"]
     assert set(b) == {"settings", *WAYS}
-    assert b["settings"]["paragraphs"] == 30 and b["settings"]["ct2_threads"] == 1
+    assert b["settings"]["paragraphs"] == 30 and set(b["settings"]["ct2_workers"].values()) == {1}
 
     base, loop = b["transformers_batched"]["s"], b["paper_loop"]["s"]
     for way in WAYS:

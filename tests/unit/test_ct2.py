@@ -38,8 +38,8 @@ def tiny_cfg(tiny_dir: Path, ct2_dir: Path, **kw) -> TranslationConfig:
 
 @pytest.fixture(autouse=True)
 def one_ct2_thread(monkeypatch):
-    """The tiny model's matrices are too small for MKL's threads: on the 2-core CI machine
-    CTranslate2 fp32 took 5.4 s for 1,000 bench paragraphs with 2 threads, 1.6 s with 1."""
+    """One CPU worker: batch by batch, as the spies below expect (several workers: the test
+    `test_cpu_workers_run_the_planned_batches_in_parallel`)."""
     monkeypatch.setenv("RUINSTRUCT_CT2_THREADS", "1")
 
 
@@ -306,6 +306,43 @@ def test_batches_follow_the_token_budget_with_the_length_per_batch(tiny_dir, ct2
         assert call["prefix"] == [["__ru__"]] * len(batch)
         assert (call["beam_size"], call["repetition_penalty"], call["no_repeat_ngram_size"]) == (2, 1.3, 3)
         assert call["return_scores"] and call["max_input_length"] == 0
+
+
+def test_cpu_workers_run_the_planned_batches_in_parallel(tiny_dir, ct2_dir, converted, corpus, monkeypatch):
+    """$RUINSTRUCT_CT2_THREADS=2 on CPU: two single-thread CTranslate2 workers, every planned
+    batch queued at once with its own length cap; the result is the one worker's, scores too."""
+    texts = corpus[:60] + [corpus[0], "", " ".join(corpus[60:66])]
+    settings = {"max_batch_tokens": 256, "max_batch_size": 8, "max_input_tokens": 40}
+    expected = make(tiny_dir, ct2_dir, **settings).translate_scored(texts)
+    monkeypatch.setenv("RUINSTRUCT_CT2_THREADS", "2")
+    tr = make(tiny_dir, ct2_dir, **settings)
+    tr.load()
+    assert tr.workers == 2
+    assert tr.model.translator.num_translators == 2
+    s = spy(tr)
+    assert tr.translate_scored(texts) == expected
+    seg_lengths = [c["width"] for c in s.calls]
+    assert len(s.calls) == tr.generate_calls > 5 and all(c["asynchronous"] for c in s.calls)
+    assert [c["max_decoding_length"] for c in s.calls] == [tr.max_new_tokens(w) for w in seg_lengths]
+    assert sum(c["size"] for c in s.calls) == tr.segments_generated
+
+
+def test_loading_leaves_torch_threads_alone(tiny_dir, ct2_dir, converted, monkeypatch):
+    """CTranslate2 sets the building thread's OpenMP count to intra_threads (1 on CPU here);
+    torch shares that runtime, so without the restore the next translator would see one thread."""
+    import torch
+
+    monkeypatch.delenv("RUINSTRUCT_CT2_THREADS")
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        first, second = make(tiny_dir, ct2_dir), make(tiny_dir, ct2_dir, compute_type="int8")
+        first.load()
+        assert torch.get_num_threads() == 2
+        second.load()
+        assert (first.workers, second.workers, torch.get_num_threads()) == (2, 2, 2)
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_order_duplicates_empty_and_scores(tiny_dir, ct2_dir, converted, corpus):

@@ -456,13 +456,7 @@ class HFTranslator:
                     seg_ids.append(cids)
                 idx.append((segments[chunk], lead, tail))
             plan[text] = idx
-        outputs: list[_Generated | None] = [None] * len(seg_ids)
-        for planned in self.plan_batches([len(s) for s in seg_ids]):
-            step = self._oom_cap or len(planned)
-            for start in range(0, len(planned), step):
-                batch = planned[start : start + step]
-                for i, out in zip(batch, self._run_batch([seg_ids[i] for i in batch]), strict=True):
-                    outputs[i] = out
+        outputs = self._generate_all(seg_ids)
         self.segments_generated += len(seg_ids)
         done: dict[str, Translation] = {}
         for t, idx in plan.items():
@@ -477,6 +471,17 @@ class HFTranslator:
             done[t] = Translation(text, round(total / n, SCORE_DECIMALS) if known else None)
         return [done.get(t, Translation(t, None)) for t in texts]
 
+    def _generate_all(self, seg_ids: list[list[int]]) -> list[_Generated]:
+        """Generate for every segment, batch by batch as `plan_batches` groups them (at most
+        `_oom_cap` texts per batch once a CUDA OOM has happened); outputs in `seg_ids` order."""
+        outputs: list[_Generated | None] = [None] * len(seg_ids)
+        for planned in self.plan_batches([len(s) for s in seg_ids]):
+            step = self._oom_cap or len(planned)
+            for start in range(0, len(planned), step):
+                batch = planned[start : start + step]
+                for i, out in zip(batch, self._run_batch([seg_ids[i] for i in batch]), strict=True):
+                    outputs[i] = out
+        return outputs  # type: ignore[return-value]
 
     def translate_naive(self, texts: list[str]) -> list[str]:
         """The paper's way, for the benchmark: one generate() per text, in order, no batching,
