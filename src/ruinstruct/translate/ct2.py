@@ -41,13 +41,12 @@ log = logging.getLogger(__name__)
 #: makes a folder usable.
 MARKER = "ruinstruct-ct2.json"
 
-#: compute_type "auto" on a CPU. Measured on this project's 2-core CI machine with the tiny M2M100
-#: (make-tiny) on 1,000 of the bench's paragraphs, best of 3, interleaved: 1 thread float32 1.40 s,
-#: int8 1.16 s; 2 threads float32 1.83 s, int8 1.72 s (another bench sharing the cores); on the idle
-#: machine, through CT2Translator with 2 threads, float32 5.39 s, int8 5.71 s. int8 won three of the
-#: four, within 17% either way on the tiny model; a real model on a CPU is bound by memory bandwidth, which int8
-#: weights quarter. It changes the tiny model's output (1,122 of 2,000 paragraphs identical to
-#: fp32): profiles that want fp32's exact output say float32.
+#: compute_type "auto" on a CPU. Measured with bench/translate.py --backends-only on this project's
+#: 2-core machine (tiny M2M100 of make-tiny, 2,000 paragraphs, 2 workers of 1 thread, best of 3):
+#: float32 2.215 s, int8 1.746 s (transformers batched 14.2 s in the same run). A real model on a
+#: CPU is bound by memory bandwidth, which int8 weights quarter. int8 changes the tiny model's
+#: output (1,122 of 2,000 paragraphs identical to fp32): profiles that want fp32's exact output
+#: say float32.
 CPU_AUTO = "int8"
 
 
