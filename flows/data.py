@@ -54,8 +54,13 @@ def data_flow(
         # Finished shards are persisted; a retry of this run recomputes only the failed ones.
         data_report(root, loads, done, None, None, failed, config.mix.include_originals)
         names = ", ".join(f"{f['source']}#{f['index']}" for f in failed)
-        logger.error("%d of %d translation shards failed: %s", len(failed), len(refs), names)
-        return Failed(message=f"{len(failed)} of {len(refs)} translation shards failed: {names}")
+        # The first shard's error too: when all fail alike (a bad ct2_dir, a missing model) it
+        # is the one line the user needs, without reading each task's log
+        first = failed[0]
+        message = (f"{len(failed)} of {len(refs)} translation shards failed: {names}; "
+                   f"{first['source']}#{first['index']}: {first['error']}")
+        logger.error("%s", message)
+        return Failed(message=message)
 
     originals = [ld["raw"] for src, ld in zip(config.data.sources, loads, strict=True) if src.translate]
     filtered = filter_translations(config, [s["output"] for s in done], originals) if done else None

@@ -21,6 +21,11 @@ from .paths import REJECTS_SUFFIX
 from .schema import FIELDS, Dialog, null_non_finite, validate
 
 
+# Read once at import: os.umask can only be read by setting it, which is not thread-safe
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path next to `path`; rename it onto `path` if the block succeeds."""
@@ -32,6 +37,9 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         # name the file the user asked for, not the temporary one beside it
         raise type(e)(e.errno, f"cannot write there ({e.strerror})", str(path)) from None
     os.close(fd)
+    # mkstemp makes the file 0600; what lands at `path` gets the mode any new file would (0644
+    # under the usual umask), so other users and a container's other uid can read the dataset
+    os.chmod(tmp, 0o666 & ~_UMASK)
     try:
         yield Path(tmp)
         os.replace(tmp, path)

@@ -291,3 +291,18 @@ def test_dask_runner_without_the_extra_is_a_one_line_error(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "prefect_dask" else real(name, *a))
     with pytest.raises(UserError, match=r"^runner\.kind: dask needs prefect_dask: pip install '\.\[dask\]'"):
         preflight(cfg)
+
+
+def test_unwritable_ct2_dir_is_refused_before_any_work(tmp_path):
+    """A ct2_dir that cannot be created fails in preflight, in one line naming the field, and
+    not as six failed shards."""
+    from ruinstruct.config import load_config
+    from ruinstruct.errors import UserError
+    from ruinstruct.stages.data import preflight
+
+    (tmp_path / "file").write_text("x")
+    cfg = load_config(REPO / "configs/tiny.yaml")
+    translation = cfg.translation.model_copy(update={"backend": "ctranslate2", "ct2_dir": str(tmp_path / "file" / "ct2")})
+    cfg = cfg.model_copy(update={"translation": translation})
+    with pytest.raises(UserError, match=r"^translation\.ct2_dir: cannot write converted models to "):
+        preflight(cfg)

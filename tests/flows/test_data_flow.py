@@ -262,7 +262,9 @@ def test_injected_fault_fails_once_then_the_rerun_recomputes_only_it(tmp_path, t
     paths = RunPaths(tmp_path / "run")
     state = run(cfg)
     assert state.is_failed()
-    assert "dolly#1" in state.message
+    # the shard's own error is in the flow's message, so the CLI's last line says why
+    assert state.message.startswith(f"1 of {len(shard_states(task_states(state)))} translation shards failed: dolly#1; dolly#1: ")
+    assert state.message.endswith("injected fault (faults.fail_shards_once): shard dolly#1")
     states = shard_states(task_states(state))
     assert {k for k, v in states.items() if v == "Failed"} == {"translate-dolly-1"}
     assert set(states.values()) == {"Completed", "Failed"}

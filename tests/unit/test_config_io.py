@@ -220,3 +220,14 @@ def test_runner_section_defaults_and_dask():
 
     assert RunnerConfig() == RunnerConfig(kind="default", address=None, n_workers=2, threads_per_worker=1)
     assert RunnerConfig(kind="dask", address="tcp://10.0.0.5:8786").address == "tcp://10.0.0.5:8786"
+
+
+def test_atomic_write_gives_the_mode_of_a_new_file(tmp_path):
+    """mkstemp's 0600 must not reach the dataset: other users (a container's other uid) read it."""
+    import os
+
+    from ruinstruct.io import _UMASK, write_text
+
+    p = write_text(tmp_path / "f.txt", "x")
+    assert p.stat().st_mode & 0o777 == 0o666 & ~_UMASK
+    assert os.umask(_UMASK) == _UMASK  # reading it at import left the process's umask as it was

@@ -403,3 +403,17 @@ def test_oom_at_one_text_and_other_errors_reraise(tiny_dir, ct2_dir, converted, 
     with pytest.raises(RuntimeError, match="some other failure"):
         tr.translate([corpus[2]])
     assert tr.oom_retries == 1
+
+
+def test_unwritable_ct2_dir_is_one_line_naming_the_setting(tmp_path):
+    from ruinstruct.config import TranslationConfig
+    from ruinstruct.errors import UserError
+    from ruinstruct.translate.ct2 import writable_root
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    cfg = TranslationConfig(model=str(tmp_path), backend="ctranslate2", ct2_dir=str(blocker / "ct2"))
+    with pytest.raises(UserError, match=r"^translation\.ct2_dir: cannot write converted models to .*ct2"):
+        writable_root(cfg)
+    ok = TranslationConfig(model=str(tmp_path), backend="ctranslate2", ct2_dir=str(tmp_path / "a" / "b"))
+    assert writable_root(ok) == tmp_path / "a" / "b" and (tmp_path / "a" / "b").is_dir()

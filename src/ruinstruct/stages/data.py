@@ -99,6 +99,10 @@ def preflight(config: RunConfig) -> None:
     from inside a task: the translator folder and every local source path exist."""
     if any(s.translate for s in config.data.sources):
         check_translator(config.translation)
+        if config.translation.backend == "ctranslate2":
+            from ..translate.ct2 import writable_root
+
+            writable_root(config.translation)
     for i, src in enumerate(config.data.sources):
         if src.path:
             require_file(src.path, f"data.sources[{i}].path ({src.name})")

@@ -20,6 +20,7 @@ Heavy imports (ctranslate2, transformers, torch) happen inside functions.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import logging
@@ -33,6 +34,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from ..config import TranslationConfig, _model_identity
+from ..errors import UserError
 from .engine import _LEADING_LANG_TOKEN, HFTranslator, _Generated, model_positions
 
 log = logging.getLogger(__name__)
@@ -103,6 +105,20 @@ def ct2_root(cfg: TranslationConfig) -> Path:
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "huggingface"
     )
     return Path(hf_home) / "ctranslate2"
+
+
+def writable_root(cfg: TranslationConfig) -> Path:
+    """`ct2_root(cfg)`, created; a `UserError` naming the setting when it cannot be written (the
+    data flow's preflight calls this, so a bad ct2_dir fails in one line before any shard)."""
+    root = ct2_root(cfg)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        if not os.access(root, os.W_OK):
+            raise PermissionError(errno.EACCES, "not writable", str(root))
+    except OSError as e:
+        where = "translation.ct2_dir" if cfg.ct2_dir else "the CTranslate2 folder under HF_HOME"
+        raise UserError(f"{where}: cannot write converted models to {root}: {e.strerror or e}") from None
+    return root
 
 
 def model_key(cfg: TranslationConfig, quantization: str) -> str:
@@ -212,7 +228,7 @@ def convert(cfg: TranslationConfig, quantization: str | None = None) -> Path:
     target = root / model_key(cfg, quantization)
     if is_converted(target):
         return target
-    root.mkdir(parents=True, exist_ok=True)
+    writable_root(cfg)
     with _file_lock(root / f"{target.name}.lock"):
         if is_converted(target):  # another process converted it while this one waited
             return target
