@@ -254,7 +254,7 @@ def bench_backends(tiny: Path, paragraphs: list[str], device: str, repeat: int, 
             "speedup_vs_transformers_batched": round(base_s / run["s"], 2),
             "speedup_vs_paper_loop": round(loop_s / run["s"], 2),
             **{k: v for k, v in run.items() if k in ("dtype", "compute_type", "convert_s", "translator_id")},
-            "agreement_vs_transformers_fp32": agreement(paragraphs, reference, outputs[name], capped),
+            "agreement_vs_reference": agreement(paragraphs, reference, outputs[name], capped),
         }
     meta = {
         "device": hf.device,
@@ -266,7 +266,9 @@ def bench_backends(tiny: Path, paragraphs: list[str], device: str, repeat: int, 
         "max_batch_size": cfg.max_batch_size,
         "max_input_tokens": cfg.max_input_tokens,
         "num_beams": cfg.num_beams,
-        "reference": "transformers_batched (fp32 on CPU)",
+        # the pipeline's own dtype: fp32 on CPU, bf16 (or fp16) on CUDA, which is what CTranslate2's
+        # types are compared with there
+        "reference": f"transformers_batched ({str(hf.model.dtype).removeprefix('torch.')} on {hf.device})",
     }
     return {"settings": meta, **out}, (cfg, hf)
 

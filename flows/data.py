@@ -58,7 +58,7 @@ def data_flow(
         # is the one line the user needs, without reading each task's log
         first = failed[0]
         message = (f"{len(failed)} of {len(refs)} translation shards failed: {names}; "
-                   f"{first['source']}#{first['index']}: {first['error']}")
+                   f"{first['source']}#{first['index']}: {first['error'] or 'no message'}")
         logger.error("%s", message)
         return Failed(message=message)
 

@@ -33,11 +33,12 @@ def test_quick_bench_compares_the_four_ways_on_the_same_paragraphs(tiny_dir, tmp
     b = out["backends"]
     assert set(b) == {"settings", *WAYS}
     assert b["settings"]["paragraphs"] == 30 and set(b["settings"]["ct2_workers"].values()) == {1}
+    assert b["settings"]["reference"] == "transformers_batched (float32 on cpu)"
 
     base, loop = b["transformers_batched"]["s"], b["paper_loop"]["s"]
     for way in WAYS:
         row = b[way]
-        agree = row["agreement_vs_transformers_fp32"]
+        agree = row["agreement_vs_reference"]
         assert agree["identical"] + agree["differ"] == 30
         assert agree["differ_hit_cap"] + agree["differ_other"] == agree["differ"]
         assert agree["identical_share"] == round(agree["identical"] / 30, 4)
@@ -47,7 +48,7 @@ def test_quick_bench_compares_the_four_ways_on_the_same_paragraphs(tiny_dir, tmp
         assert row["speedup_vs_transformers_batched"] == pytest.approx(base / row["s"], rel=0.02, abs=0.02)
         assert row["speedup_vs_paper_loop"] == pytest.approx(loop / row["s"], rel=0.02, abs=0.02)
     # the reference against itself
-    assert b["transformers_batched"]["agreement_vs_transformers_fp32"]["identical"] == 30
+    assert b["transformers_batched"]["agreement_vs_reference"]["identical"] == 30
     assert b["transformers_batched"]["speedup_vs_transformers_batched"] == 1.0
     assert b["paper_loop"]["speedup_vs_paper_loop"] == 1.0
     # both CTranslate2 rows converted their own folder and are distinct translators

@@ -100,9 +100,9 @@ def preflight(config: RunConfig) -> None:
     if any(s.translate for s in config.data.sources):
         check_translator(config.translation)
         if config.translation.backend == "ctranslate2":
-            from ..translate.ct2 import writable_root
+            from ..translate.ct2 import check_writable
 
-            writable_root(config.translation)
+            check_writable(config.translation)
     for i, src in enumerate(config.data.sources):
         if src.path:
             require_file(src.path, f"data.sources[{i}].path ({src.name})")

@@ -72,26 +72,34 @@ def resolve_device(device: str) -> str:
 
 
 def resolve_compute_type(compute_type: str, device: str) -> str:
-    """The compute type actually used. "auto": int8_float16 on CUDA (float16 where the GPU lacks
-    int8 kernels); on CPU `CPU_AUTO`, the faster of float32 and int8 measured on this project's
-    CPU (figures at `CPU_AUTO`). An explicit type the device cannot run
-    falls back the way CTranslate2 itself would, and the id names the fallback."""
+    """The compute type actually used. "auto": int8_float16 on CUDA (float16, then int8, where
+    the GPU lacks those kernels); on CPU `CPU_AUTO`, the faster of float32 and int8 measured on
+    this project's CPU (figures at `CPU_AUTO`). An explicit type the device cannot run falls back
+    in CTranslate2's own order (int8_float16 -> float16 -> int8; int8 -> int16 on CPU; else
+    float32), with a warning; the id names the type used."""
     import ctranslate2
 
-    supported = set(ctranslate2.get_supported_compute_types(device))
+    if device == "cuda" and cuda_devices() == 0:
+        raise UserError("translation.device: cuda, but CTranslate2 sees no CUDA device "
+                        "(no GPU, a driver older than its CUDA runtime, or a CPU-only build); use cpu or auto")
+    try:
+        supported = set(ctranslate2.get_supported_compute_types(device))
+    except (RuntimeError, ValueError) as e:
+        raise UserError(f"translation.device: {device}: {str(e).splitlines()[0]}") from None
     if compute_type == "auto":
-        preferred = ["int8_float16", "float16", "float32"] if device == "cuda" else [CPU_AUTO, "float32"]
+        preferred = (["int8_float16", "float16", "int8", "float32"] if device == "cuda"
+                     else [CPU_AUTO, "float32"])
     else:
         preferred = {
-            "int8_float16": ["int8_float16", "int8", "float32"],
+            "int8_float16": ["int8_float16", "float16", "int8", "float32"],
             "float16": ["float16", "float32"],
             "bfloat16": ["bfloat16", "float32"],
-            "int8": ["int8", "float32"],
+            "int8": ["int8", "float32"] if device == "cuda" else ["int8", "int16", "float32"],
         }.get(compute_type, [compute_type])
-    for ct in preferred:
-        if ct in supported:
-            return ct
-    return "float32"
+    used = next((ct for ct in preferred if ct in supported), "float32")
+    if compute_type != "auto" and used != compute_type:
+        log.warning("translation.compute_type %s is not supported on %s; using %s", compute_type, device, used)
+    return used
 
 
 # --------------------------------------------------------------------------- conversion
@@ -108,8 +116,7 @@ def ct2_root(cfg: TranslationConfig) -> Path:
 
 
 def writable_root(cfg: TranslationConfig) -> Path:
-    """`ct2_root(cfg)`, created; a `UserError` naming the setting when it cannot be written (the
-    data flow's preflight calls this, so a bad ct2_dir fails in one line before any shard)."""
+    """`ct2_root(cfg)`, created; a `UserError` naming the setting when it cannot be written."""
     root = ct2_root(cfg)
     try:
         root.mkdir(parents=True, exist_ok=True)
@@ -119,6 +126,14 @@ def writable_root(cfg: TranslationConfig) -> Path:
         where = "translation.ct2_dir" if cfg.ct2_dir else "the CTranslate2 folder under HF_HOME"
         raise UserError(f"{where}: cannot write converted models to {root}: {e.strerror or e}") from None
     return root
+
+
+def check_writable(cfg: TranslationConfig) -> None:
+    """The data flow's preflight: a bad ct2_dir fails in one line before any shard. A folder that
+    already holds this conversion is used as it is, so it may be read-only (a shared cache)."""
+    quantization = resolve_compute_type(cfg.compute_type, resolve_device(cfg.device))
+    if not is_converted(ct2_root(cfg) / model_key(cfg, quantization)):
+        writable_root(cfg)
 
 
 def model_key(cfg: TranslationConfig, quantization: str) -> str:
@@ -131,7 +146,9 @@ def model_key(cfg: TranslationConfig, quantization: str) -> str:
     name = Path(cfg.model).name if os.path.isdir(cfg.model) else cfg.model.replace("/", "--")
     major = ctranslate2.__version__.split(".")[0]
     digest = hashlib.sha256(f"{_model_identity(cfg.model)}|ct2-{major}".encode()).hexdigest()[:12]
-    return f"{name}@{cfg.revision or 'main'}-{digest}-{quantization}"
+    # a revision may be a branch with slashes (refs/pr/7): one path component all the same
+    revision = (cfg.revision or "main").replace("/", "--")
+    return f"{name}@{revision}-{digest}-{quantization}"
 
 
 def id_order_vocabulary(tokenizer: Any, vocab_size: int) -> list[str]:
@@ -289,12 +306,13 @@ class CT2Translator(HFTranslator):
     CPU threads: $RUINSTRUCT_CT2_THREADS, else torch's thread count, as that many CTranslate2
     workers of one thread each, which run the planned batches in parallel (`_generate_all`).
     Measured on this project's 2-core machine (tiny M2M100, 2,000 of the bench's paragraphs,
-    float32): 1 worker 4.0 s; 2 workers of 1 thread 2.0 s; 1 worker of 2 threads 11.6 s, because
-    the tiny model's matrices are too small to split across OpenMP threads.
+    float32, single runs): 1 worker 3.2–4.0 s; 2 workers of 1 thread 1.8–2.2 s; 1 worker of 2
+    threads 10.9–11.6 s, because the tiny model's matrices are too small to split across OpenMP
+    threads.
 
     Scores are `HFTranslator`'s: the mean log-probability of the generated tokens (the forced
     language token excluded, the end token included), recovered from CTranslate2's
-    `return_scores` (see `_generate_batch`). The model converts on the first translate()."""
+    `return_scores` (see `_outputs`). The model converts on the first translate()."""
 
     def __init__(self, cfg: TranslationConfig | None = None):
         super().__init__((cfg or TranslationConfig()).model_copy(update={"backend": "ctranslate2"}))
@@ -426,5 +444,5 @@ class CT2Translator(HFTranslator):
             "max_input_length": 0,  # the HF path's splitting already bounds the inputs
             "return_scores": True,
             "return_end_token": True,
-            "length_penalty": 1.0,  # the normalisation _generate_batch undoes; generate()'s default too
+            "length_penalty": 1.0,  # the normalisation _outputs undoes; generate()'s default too
         }
