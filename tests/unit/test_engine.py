@@ -490,3 +490,22 @@ def test_unknown_language_is_an_error(tiny_dir):
     tr = make(tiny_dir, tgt_lang="xx")
     with pytest.raises(ValueError, match="'xx'"):
         tr.translate(["Hello"])
+
+
+def test_cuda_that_torch_cannot_use_is_one_line_naming_the_field(monkeypatch, tiny_dir):
+    """On a CPU build of torch, device: cuda used to fail shard by shard (and let some shards
+    run in fp16 on the CPU); it is refused when the settings are resolved, before any work."""
+    import torch
+
+    from ruinstruct.errors import UserError
+    from ruinstruct.translate import ct2
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    cfg = TranslationConfig(model=str(tiny_dir / "translator"), device="cuda", max_input_tokens=200)
+    with pytest.raises(UserError, match=r"^translation\.device: cuda, but torch sees no CUDA device \(torch "):
+        resolve_config(cfg)
+    # CTranslate2 brings its own CUDA runtime: torch's view does not decide for that backend
+    monkeypatch.setattr(ct2, "cuda_devices", lambda: 1)
+    monkeypatch.setattr(ct2, "resolve_compute_type", lambda compute_type, device: "int8_float16")
+    resolved = resolve_config(cfg.model_copy(update={"backend": "ctranslate2"}))
+    assert (resolved.device, resolved.compute_type) == ("cuda", "int8_float16")

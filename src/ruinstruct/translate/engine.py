@@ -86,6 +86,8 @@ def resolve_config(cfg: TranslationConfig, model_config: Any = None) -> Translat
     (not its weights) is read only when the limit is unset. HFTranslator applies this to the
     config it is given, so `load_translator(cfg).id == resolve_config(cfg).translator_id`."""
     device = resolve_device(cfg.device)
+    if cfg.backend == "transformers" and device.startswith("cuda"):
+        _require_torch_cuda(device)
     dtype = str(resolve_dtype(cfg.dtype, device)).removeprefix("torch.")
     update: dict[str, Any] = {"device": "cuda" if device.startswith("cuda") else device, "dtype": dtype}
     if cfg.backend == "ctranslate2":  # CTranslate2's own CUDA decides the device and the compute type
@@ -268,6 +270,21 @@ def resolve_device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     return device
+
+
+def _require_torch_cuda(device: str) -> None:
+    """A cuda device torch cannot use fails here, in one line, and not later in each shard (which
+    on a CPU build of torch half-loaded the model and went on in fp16 on the CPU)."""
+    import torch
+
+    from ..errors import UserError
+
+    if not torch.cuda.is_available():
+        raise UserError(f"translation.device: {device}, but torch sees no CUDA device "
+                        f"(torch {torch.__version__}, a CPU build or no GPU/driver); use cpu or auto")
+    index = int(device.partition(":")[2] or 0)
+    if index >= torch.cuda.device_count():
+        raise UserError(f"translation.device: {device}, but torch sees {torch.cuda.device_count()} CUDA device(s)")
 
 
 def resolve_dtype(dtype: str, device: str):
