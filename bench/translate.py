@@ -454,6 +454,8 @@ def run() -> dict | None:
     ap.add_argument("--gpu-checkpoint", default=None,
                     help="with --gpu-model: measure this checkpoint (folder or cached hub id, e.g. "
                     "facebook/wmt21-dense-24-wide-en-x) instead of the random one")
+    ap.add_argument("--gpu-backends", default="transformers,ctranslate2",
+                    help="with --gpu-model: which backends' variants to run (comma-separated)")
     ap.add_argument("--gpu-batch-tokens", type=int, default=16384)
     ap.add_argument("--gpu-batch-size", type=int, default=128)
     # the --gpu-model code path on CPU with a small shape and the CPU types (tests, no GPU needed)
@@ -490,6 +492,13 @@ def run() -> dict | None:
                         ("transformers_float16", {"dtype": "float16"}),
                         ("ctranslate2_float16", {"backend": "ctranslate2", "compute_type": "float16"}),
                         ("ctranslate2_int8_float16", {"backend": "ctranslate2", "compute_type": "int8_float16"})]
+        wanted = {b.strip() for b in args.gpu_backends.split(",") if b.strip()}
+        unknown = wanted - {"transformers", "ctranslate2"}
+        if unknown or not wanted:
+            print(f"bench/translate.py --gpu-backends: transformers and/or ctranslate2, not {args.gpu_backends!r}",
+                  file=sys.stderr)
+            sys.exit(2)
+        variants = [(name, over) for name, over in variants if over.get("backend", "transformers") in wanted]
         res = bench_gpu_model(args.tiny, args.gpu_paragraphs if not args.quick else n, repeat, device, shape,
                               args.gpu_batch_tokens, args.gpu_batch_size, variants, args.gpu_checkpoint)
         if device == "cuda":

@@ -55,7 +55,15 @@ def test_half_and_int8_on_cuda_agree_with_fp32(tiny_dir, tmp_path, compute_type)
     assert tr.cfg.compute_type == compute_type  # the GPU runs it: no silent fallback
     assert tr.device == "cuda"
     agree = sum(a == b.text for a, b in zip(reference, scored, strict=True)) / len(texts)
-    assert agree >= 0.95, agree
+    if compute_type == "float16":
+        assert agree >= 0.95, agree
+    else:
+        # int8 weights flip many of the tiny model's greedy picks (on the H200: 78.5% agreement;
+        # CPU int8 on the bench paragraphs: 56%), so the bar is CTranslate2's own int8 on the CPU,
+        # an independent implementation of the same quantization: a broken GPU path falls far below
+        cpu_int8 = load_translator(ct2_cfg(tiny_dir, tmp_path, device="cpu", compute_type="int8")).translate(texts)
+        cpu_agree = sum(a == b for a, b in zip(reference, cpu_int8, strict=True)) / len(texts)
+        assert agree >= cpu_agree - 0.10, (agree, cpu_agree)
     assert all(s.logprob is not None and s.logprob <= 0 for s in scored)
 
 
@@ -128,12 +136,18 @@ def test_real_cuda_oom_halves_the_batch_and_keeps_every_output(tiny_dir, tmp_pat
     p16 = _child("_footprint", str(tiny_dir), str(tmp_path), 16)
     p256 = _child("_footprint", str(tiny_dir), str(tmp_path), 256)
     assert p256 > 2 * p16, (p16, p256)
-    # Room for a batch of 16 but not for the planned batch of 256.
-    run = _child("_under_pressure", str(tiny_dir), str(tmp_path), (p16 + p256) // 2)
-    assert run["oom_retries"] > 0
+    # Room for a batch of 16 but not for the planned batch of 256. Not halfway between the two:
+    # on the H200 a batch of 256 ran in (p16 + p256) // 2, the caching allocator's power-of-2
+    # bins making p256 an overestimate of what the batch needs.
+    run = _child("_under_pressure", str(tiny_dir), str(tmp_path), p16 + p16 // 4)
+    assert run["oom_retries"] > 0, (p16, p256, run["generate_calls"])
     assert run["generate_calls"] > 1
     # every text comes back, in order; fp32 GEMMs of other batch shapes may still flip a rare
     # greedy pick, so the outputs are compared as agreement, not byte for byte
-    assert len(run["outputs"]) == len(reference) and all(o.strip() for o in run["outputs"])
+    assert len(run["outputs"]) == len(reference)
+    # the tiny model ends one of these texts at once (empty on the CPU too, either backend):
+    # an empty output only where the reference is empty, i.e. no text was dropped by a retry
+    assert ([i for i, o in enumerate(run["outputs"]) if not o.strip()]
+            == [i for i, r in enumerate(reference) if not r.strip()])
     same = sum(a == b for a, b in zip(run["outputs"], reference, strict=True))
     assert same >= 0.98 * len(reference), same
