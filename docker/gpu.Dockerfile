@@ -18,7 +18,8 @@ ARG TORCH_VERSION=2.13.0
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cu130
 # the version prefect.yaml names (prefect-version): the worker, the server and the runs agree
 ARG PREFECT_VERSION=3.9.1
-ARG EXTRAS=train,deepspeed,dask
+# ct2-cuda: CUDA 12's cuBLAS for CTranslate2 (translation.backend: ctranslate2) beside torch's CUDA 13
+ARG EXTRAS=train,deepspeed,dask,ct2-cuda
 ARG UID=10001
 
 ENV DEBIAN_FRONTEND=noninteractive \

@@ -20,7 +20,6 @@ from .errors import UserError
 from .paths import REJECTS_SUFFIX
 from .schema import FIELDS, Dialog, null_non_finite, validate
 
-
 # Read once at import: os.umask can only be read by setting it, which is not thread-safe
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)

@@ -478,3 +478,52 @@ def test_unwritable_ct2_dir_is_one_line_naming_the_setting(tmp_path):
         writable_root(cfg)
     ok = TranslationConfig(model=str(tmp_path), backend="ctranslate2", ct2_dir=str(tmp_path / "a" / "b"))
     assert writable_root(ok) == tmp_path / "a" / "b" and (tmp_path / "a" / "b").is_dir()
+
+
+def _fake_cdll(monkeypatch, loadable):
+    import ctypes
+
+    loaded = []
+
+    def cdll(path, mode=0):
+        if not loadable(str(path)):
+            raise OSError(f"{path}: cannot open shared object file")
+        loaded.append((str(path), mode))
+
+    monkeypatch.setattr(ctypes, "CDLL", cdll)
+    return loaded
+
+
+def test_cuda12_cublas_comes_from_the_nvidia_wheel_when_not_on_the_library_path(monkeypatch, tmp_path):
+    """A CUDA 13 machine (torch cu130) has no libcublas.so.12 on its path: the copy that the
+    `ct2-cuda` extra (nvidia-cublas-cu12) installs is loaded by full path, globally, Lt first."""
+    import ctypes
+    import importlib.machinery
+    import importlib.util
+
+    lib = tmp_path / "site" / "nvidia" / "cublas" / "lib"
+    lib.mkdir(parents=True)
+    spec = importlib.machinery.ModuleSpec("nvidia", None, is_package=True)
+    spec.submodule_search_locations = [str(tmp_path / "elsewhere" / "nvidia"), str(lib.parents[1])]
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: spec if name == "nvidia" else real(name, *a))
+    loaded = _fake_cdll(monkeypatch, lambda p: p.startswith(str(lib)))
+    ct2.load_cuda_cublas()
+    assert loaded == [(str(lib / "libcublasLt.so.12"), ctypes.RTLD_GLOBAL), (str(lib / "libcublas.so.12"), ctypes.RTLD_GLOBAL)]
+
+    loaded = _fake_cdll(monkeypatch, lambda p: "/" not in p)  # on the library path: used as it is
+    ct2.load_cuda_cublas()
+    assert [p for p, _ in loaded] == ["libcublasLt.so.12", "libcublas.so.12"]
+
+
+def test_no_cuda12_cublas_is_one_line_with_the_fix(monkeypatch):
+    import importlib.util
+
+    from ruinstruct.errors import UserError
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "nvidia" else real(name, *a))
+    _fake_cdll(monkeypatch, lambda p: False)
+    with pytest.raises(UserError, match=r"^translation\.device: cuda with backend ctranslate2 needs CUDA 12's cuBLAS "
+                                        r"\(libcublas\.so\.12\), which this machine lacks: pip install 'ruinstruct\[ct2-cuda\]'"):
+        ct2.load_cuda_cublas()

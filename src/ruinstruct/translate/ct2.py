@@ -102,6 +102,39 @@ def resolve_compute_type(compute_type: str, device: str) -> str:
     return used
 
 
+#: The cuBLAS that CTranslate2 4.x dlopens on CUDA (its wheels are built with CUDA 12).
+CUBLAS_SONAMES = ("libcublasLt.so.12", "libcublas.so.12")
+
+
+def load_cuda_cublas() -> None:
+    """Make CUDA 12's cuBLAS loadable for CTranslate2: from the library path when it is there,
+    else from the `nvidia-cublas-cu12` wheel (extra `ct2-cuda`), loaded by full path and global,
+    so that CTranslate2's later dlopen of the soname finds it in the process. A machine with only
+    CUDA 13 (torch cu130) has neither, and CTranslate2 would fail at the first batch with
+    "Library libcublas.so.12 is not found"; this fails first, in one line, with the fix."""
+    import ctypes
+    import importlib.util
+
+    def load(paths: list[str]) -> bool:
+        try:
+            for path in paths:
+                ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
+            return True
+        except OSError:
+            return False
+
+    if load(list(CUBLAS_SONAMES)):
+        return
+    spec = importlib.util.find_spec("nvidia")
+    for root in (spec.submodule_search_locations or []) if spec else []:
+        lib = Path(root) / "cublas" / "lib"
+        if load([str(lib / name) for name in CUBLAS_SONAMES]):
+            return
+    raise UserError("translation.device: cuda with backend ctranslate2 needs CUDA 12's cuBLAS "
+                    "(libcublas.so.12), which this machine lacks: pip install 'ruinstruct[ct2-cuda]' "
+                    "(nvidia-cublas-cu12)")
+
+
 # --------------------------------------------------------------------------- conversion
 
 
@@ -339,6 +372,7 @@ class CT2Translator(HFTranslator):
             self.workers, intra = threads, 1
         else:  # one worker per GPU: a batch that does not fit halves (HFTranslator._run_batch)
             self.workers, intra = 1, threads
+            load_cuda_cublas()
         translator = self._new_translator(cfg.compute_type, intra)
         self._model = _CT2Model(translator, hf_config, self.path)
         _, target_positions = model_positions(hf_config)
