@@ -282,9 +282,6 @@ def _require_torch_cuda(device: str) -> None:
     if not torch.cuda.is_available():
         raise UserError(f"translation.device: {device}, but torch sees no CUDA device "
                         f"(torch {torch.__version__}, a CPU build or no GPU/driver); use cpu or auto")
-    index = int(device.partition(":")[2] or 0)
-    if index >= torch.cuda.device_count():
-        raise UserError(f"translation.device: {device}, but torch sees {torch.cuda.device_count()} CUDA device(s)")
 
 
 def resolve_dtype(dtype: str, device: str):
