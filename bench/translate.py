@@ -268,7 +268,7 @@ def bench_backends(tiny: Path, paragraphs: list[str], device: str, repeat: int, 
         "num_beams": cfg.num_beams,
         # the pipeline's own dtype: fp32 on CPU, bf16 (or fp16) on CUDA, which is what CTranslate2's
         # types are compared with there
-        "reference": f"transformers_batched ({str(hf.model.dtype).removeprefix('torch.')} on {hf.device})",
+        "reference": f"transformers_batched ({runs['transformers_batched']['dtype']} on {hf.device})",
     }
     return {"settings": meta, **out}, (cfg, hf)
 
